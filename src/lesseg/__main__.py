@@ -1,0 +1,3 @@
+from lesseg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The generic folder layout, for users' own data and for our synthetic scenes.
+
+```
+ROOT/
+  classes.json          {"classes": [...], "ignore_index": 255, "background": null | "name"}
+  images/<id>.<ext>     RGB images (png, jpg, bmp, ...)
+  masks/<id>.png        optional: 8-bit class-index PNGs (grayscale or palette), 255 = ignore
+  image_labels.csv      optional: `image,labels`, labels = space-separated class names
+  train.txt val.txt ... split lists, one image id per line
+```
+Tags come from ``image_labels.csv`` when it lists the image, else from its mask.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from lesseg.data.classes import ClassInfo
+from lesseg.data.imageio import IMAGE_EXTENSIONS
+from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.errors import DataError
+
+
+def _looks_like_folder(root: Path) -> bool:
+    return (root / "classes.json").is_file() and (root / "images").is_dir()
+
+
+def read_split_list(path: Path, problems: list[str]) -> list[str]:
+    """Ids of a split list: one per line; a line with paths counts by the first path's file stem."""
+    ids = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            ids.append(Path(line.split()[0]).stem)
+    if not ids:
+        problems.append(f"{path}: empty split list")
+    for dup, n in Counter(ids).items():
+        if n > 1:
+            problems.append(f"{path}: duplicate id {dup!r} ({n} times)")
+    return list(dict.fromkeys(ids))
+
+
+def report_overlaps(splits: dict[str, list[Record]], files: dict[str, Path], problems: list[str]) -> None:
+    names = sorted(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = {r.id for r in splits[a]} & {r.id for r in splits[b]}
+            if shared and {a, b} <= set(files) and not {a, b} & {"trainval", "train_aug", "all"}:
+                example = sorted(shared)[0]
+                problems.append(
+                    f"{files[a]} and {files[b]}: {len(shared)} id(s) in both splits (e.g. {example!r})"
+                )
+
+
+def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[str, tuple[int, ...]]:
+    tags: dict[str, tuple[int, ...]] = {}
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0][:2]] != ["image", "labels"]:
+        problems.append(f"{path}: the first line must be the header 'image,labels'")
+        return tags
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not row or not row[0].strip():
+            continue
+        image_id = Path(row[0].strip()).stem
+        names = row[1].split() if len(row) > 1 else []
+        idx = []
+        for name in names:
+            if name not in classes.classes:
+                problems.append(f"{path}:{lineno}: tag {name!r} of image {image_id!r} is not a class in classes.json")
+            elif name == classes.background:
+                problems.append(f"{path}:{lineno}: tag {name!r} is the background class; tags never include it")
+            else:
+                idx.append(classes.index(name))
+        if image_id in tags:
+            problems.append(f"{path}:{lineno}: duplicate id {image_id!r}")
+        tags[image_id] = tuple(sorted(set(idx)))
+    return tags
+
+
+@register_reader("folder", _looks_like_folder)
+def read_folder(root: Path) -> DatasetSource:
+    """Index a generic-folder dataset (see the module docstring for the layout)."""
+    root = Path(root)
+    classes = ClassInfo.load(root / "classes.json")
+    image_dir = root / "images"
+    if not image_dir.is_dir():
+        raise DataError(f"{image_dir}: missing; the folder layout keeps its images there")
+    problems: list[str] = []
+
+    images: dict[str, Path] = {}
+    for p in sorted(image_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.stem in images:
+            problems.append(f"{p}: duplicate id {p.stem!r} (also {images[p.stem].name})")
+            continue
+        images[p.stem] = p
+    mask_dir = root / "masks"
+    masks = {p.stem: p for p in sorted(mask_dir.glob("*.png"))} if mask_dir.is_dir() else {}
+    for stem, p in masks.items():
+        if stem not in images:
+            problems.append(f"{p}: mask without an image")
+
+    csv_path = root / "image_labels.csv"
+    tags = read_tags_csv(csv_path, classes, problems) if csv_path.is_file() else {}
+    for image_id in tags:
+        if image_id not in images:
+            problems.append(f"{csv_path}: image {image_id!r} has tags but no image file")
+
+    def record(image_id: str) -> Record:
+        return Record(image_id, images[image_id], masks.get(image_id), tags.get(image_id))
+
+    splits: dict[str, list[Record]] = {}
+    files: dict[str, Path] = {}
+    for list_path in sorted(root.glob("*.txt")):
+        if list_path.stem.lower() in ("readme", "license", "licence"):
+            continue
+        ids = read_split_list(list_path, problems)
+        missing = [i for i in ids if i not in images]
+        for i in missing[:20]:
+            problems.append(f"{list_path}: id {i!r} has no image in {image_dir}")
+        if len(missing) > 20:
+            problems.append(f"{list_path}: ... and {len(missing) - 20} more ids without an image")
+        splits[list_path.stem] = [record(i) for i in ids if i in images]
+        files[list_path.stem] = list_path
+    if "train" not in splits:
+        problems.append(f"{root / 'train.txt'}: missing split list (one image id per line)")
+    if not splits:
+        splits["all"] = [record(i) for i in images]
+    report_overlaps(splits, files, problems)
+    return DatasetSource(
+        "folder", root, classes, splits, LabelMap.identity(classes.num_classes, classes.ignore_index), problems,
+        required_splits=("train",),
+    )

@@ -1,0 +1,64 @@
+"""Tiny datasets written by tests, in the exact on-disk layouts of the real ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lesseg.data.imageio import color_palette
+
+FOLDER_CLASSES = ["building", "grass", "tree", "cow"]
+
+
+def write_png(path: Path, array: np.ndarray, palette: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.ascontiguousarray(array))
+    if palette:
+        im.putpalette(color_palette(256).reshape(-1).tolist())
+    im.save(path)
+    return path
+
+
+def rgb(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def make_folder_dataset(root: Path, background: str | None = None, with_csv: bool = True) -> Path:
+    """4 train + 2 val images of 8x6 (WxH) with palette masks; MSRC-21's layout."""
+    classes = (["background"] if background else []) + FOLDER_CLASSES
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.json").write_text(
+        json.dumps({"classes": classes, "ignore_index": 255, "background": background})
+    )
+    ids = [f"{i}_{j}_s" for i, j in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)]]
+    rows = ["image,labels"]
+    for k, image_id in enumerate(ids):
+        write_png(root / "images" / f"{image_id}.png", rgb(6, 8, k))
+        mask = np.full((6, 8), k % len(classes), dtype=np.uint8)
+        mask[:, 4:] = (k + 1) % len(classes)
+        mask[0, 0] = 255
+        write_png(root / "masks" / f"{image_id}.png", mask, palette=True)
+        present = sorted({int(v) for v in np.unique(mask) if v != 255})
+        rows.append(f"{image_id}," + " ".join(classes[c] for c in present if classes[c] != background))
+    if with_csv:
+        (root / "image_labels.csv").write_text("\n".join(rows) + "\n")
+    (root / "train.txt").write_text("\n".join(ids[:4]) + "\n")
+    (root / "val.txt").write_text("\n".join(ids[4:]) + "\n")
+    return root
+
+
+def make_camvid(root: Path, absolute_paths: bool = False) -> Path:
+    """CamVid in the SegNet layout: train/, trainannot/, val/, valannot/ and `image mask` pair lists."""
+    for split, names in {"train": ["0001TP_006690", "0001TP_006720"], "val": ["0016E5_07959"]}.items():
+        lines = []
+        for k, name in enumerate(names):
+            write_png(root / split / f"{name}.png", rgb(6, 8, k))
+            mask = np.arange(48, dtype=np.uint8).reshape(6, 8) % 12  # 0..11, 11 = unlabelled
+            write_png(root / f"{split}annot" / f"{name}.png", mask)
+            prefix = "/SegNet/CamVid/" if absolute_paths else ""
+            lines.append(f"{prefix}{split}/{name}.png {prefix}{split}annot/{name}.png")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
