@@ -1,0 +1,16 @@
+"""Evaluation: confusion matrix, mIoU, cluster matching, the run's metrics.json."""
+
+from lesseg.eval.confusion import ConfusionMatrix, SegMetrics, metrics_from_matrix
+from lesseg.eval.matching import ClusterMatch, hungarian_match, majority_match
+from lesseg.eval.metrics_file import read_metrics, record_metrics
+
+__all__ = [
+    "ClusterMatch",
+    "ConfusionMatrix",
+    "SegMetrics",
+    "hungarian_match",
+    "majority_match",
+    "metrics_from_matrix",
+    "read_metrics",
+    "record_metrics",
+]
