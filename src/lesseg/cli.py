@@ -1,0 +1,110 @@
+"""The `lesseg` command: parses arguments and dispatches; the work lives in the library.
+
+Only commands that work are listed. Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lesseg import __version__
+from lesseg.errors import LessegError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line (no usage dump), exit status 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {text}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lesseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lesseg {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    data = commands.add_parser("data", help="generate, check and describe datasets")
+    data_cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    data_cmds.required = True
+
+    synth = data_cmds.add_parser("synth", help="write a synthetic dataset in the generic folder layout")
+    synth.add_argument("out", type=Path, help="output folder (created; existing files are overwritten)")
+    synth.add_argument("--images", type=int, default=500, help="number of images (default 500)")
+    synth.add_argument("--classes", type=int, default=8, help="entries in classes.json, background included (default 8)")
+    synth.add_argument("--seed", type=int, default=0, help="the output is byte-identical per seed (default 0)")
+    synth.add_argument("--background", choices=("textured", "none"), default="textured",
+                       help="'textured': a background class (VOC-like); 'none': stuff classes fill the image")
+    synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val.txt (default 0.2)")
+    synth.set_defaults(func=_cmd_synth)
+
+    check = data_cmds.add_parser("check", help="list every problem of a dataset and print per-split statistics")
+    check.add_argument("path", type=_existing_dir, help="the dataset's top folder")
+    check.add_argument("--format", default="auto",
+                       help="auto (default), folder, voc, cityscapes, cocostuff or camvid")
+    check.add_argument("-o", "--option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="a reader option, e.g. protocol=27 (Cityscapes, COCO-Stuff) or masks=plain (VOC)")
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the statistics and problems as JSON")
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def _cmd_synth(args) -> int:
+    from lesseg.data.synth import generate
+
+    stats = generate(args.out, images=args.images, classes=args.classes, seed=args.seed,
+                     background=args.background, size=args.size, val_fraction=args.val_fraction)
+    print(stats.format())
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from lesseg.data import read_dataset
+    from lesseg.data.check import check_dataset
+    from lesseg.io import atomic_write_json
+
+    source = read_dataset(args.path, format=args.format, **dict(args.option))
+    report = check_dataset(source)
+    print(report.format())
+    if args.json:
+        names = source.classes.classes
+        atomic_write_json(args.json, {
+            "root": str(source.root), "format": source.format, "classes": source.classes.to_dict(),
+            "splits": {k: v.to_dict(names) for k, v in report.stats.items()}, "problems": report.problems,
+        })
+    return 0 if report.clean else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LessegError as e:
+        print(f"lesseg: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
