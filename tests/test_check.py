@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from tiny_data import make_camvid, make_folder_dataset, write_png
 
 from lesseg.cli import main
 from lesseg.data import read_dataset
 from lesseg.data.check import check_dataset
+from tiny_data import make_camvid, make_folder_dataset, write_png
 
 
 def problems_of(root):

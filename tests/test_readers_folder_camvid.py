@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from tiny_data import FOLDER_CLASSES, make_camvid, make_folder_dataset, write_png
 
 from lesseg.data import ClassInfo, read_dataset
 from lesseg.errors import DataError
+from tiny_data import FOLDER_CLASSES, make_camvid, make_folder_dataset, write_png
 
 
 def test_folder_reads_splits_masks_and_csv_tags(tmp_path):
@@ -33,7 +33,9 @@ def test_folder_tags_from_masks_without_csv_and_never_background(tmp_path):
 
 def test_folder_unknown_split_names_the_valid_ones(tmp_path):
     src = read_dataset(make_folder_dataset(tmp_path / "ds"))
-    with pytest.raises(DataError, match=r"no split 'trian' \(did you mean 'train'\?\); splits here: train, val"):
+    with pytest.raises(
+        DataError, match=r"no split 'trian' \(did you mean 'train'\?\); splits here: train, val"
+    ):
         src.split("trian")
 
 

@@ -69,9 +69,13 @@ def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[s
         idx = []
         for name in names:
             if name not in classes.classes:
-                problems.append(f"{path}:{lineno}: tag {name!r} of image {image_id!r} is not a class in classes.json")
+                problems.append(
+                    f"{path}:{lineno}: tag {name!r} of image {image_id!r} is not a class in classes.json"
+                )
             elif name == classes.background:
-                problems.append(f"{path}:{lineno}: tag {name!r} is the background class; tags never include it")
+                problems.append(
+                    f"{path}:{lineno}: tag {name!r} is the background class; tags never include it"
+                )
             else:
                 idx.append(classes.index(name))
         if image_id in tags:
@@ -132,6 +136,11 @@ def read_folder(root: Path) -> DatasetSource:
         splits["all"] = [record(i) for i in images]
     report_overlaps(splits, files, problems)
     return DatasetSource(
-        "folder", root, classes, splits, LabelMap.identity(classes.num_classes, classes.ignore_index), problems,
+        "folder",
+        root,
+        classes,
+        splits,
+        LabelMap.identity(classes.num_classes, classes.ignore_index),
+        problems,
         required_splits=("train",),
     )
