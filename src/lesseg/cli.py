@@ -49,21 +49,43 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_cmds.add_parser("synth", help="write a synthetic dataset in the generic folder layout")
     synth.add_argument("out", type=Path, help="output folder (created; existing files are overwritten)")
     synth.add_argument("--images", type=int, default=500, help="number of images (default 500)")
-    synth.add_argument("--classes", type=int, default=8, help="entries in classes.json, background included (default 8)")
-    synth.add_argument("--seed", type=int, default=0, help="the output is byte-identical per seed (default 0)")
-    synth.add_argument("--background", choices=("textured", "none"), default="textured",
-                       help="'textured': a background class (VOC-like); 'none': stuff classes fill the image")
+    synth.add_argument(
+        "--classes", type=int, default=8, help="entries in classes.json, background included (default 8)"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=0, help="the output is byte-identical per seed (default 0)"
+    )
+    synth.add_argument(
+        "--background",
+        choices=("textured", "none"),
+        default="textured",
+        help="'textured': a background class (VOC-like); 'none': stuff classes fill the image",
+    )
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val.txt (default 0.2)")
+    synth.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of images in val.txt (default 0.2)"
+    )
     synth.set_defaults(func=_cmd_synth)
 
-    check = data_cmds.add_parser("check", help="list every problem of a dataset and print per-split statistics")
+    check = data_cmds.add_parser(
+        "check", help="list every problem of a dataset and print per-split statistics"
+    )
     check.add_argument("path", type=_existing_dir, help="the dataset's top folder")
-    check.add_argument("--format", default="auto",
-                       help="auto (default), folder, voc, cityscapes, cocostuff or camvid")
-    check.add_argument("-o", "--option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help="a reader option, e.g. protocol=27 (Cityscapes, COCO-Stuff) or masks=plain (VOC)")
-    check.add_argument("--json", type=Path, metavar="FILE", help="also write the statistics and problems as JSON")
+    check.add_argument(
+        "--format", default="auto", help="auto (default), folder, voc, cityscapes, cocostuff or camvid"
+    )
+    check.add_argument(
+        "-o",
+        "--option",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option, e.g. protocol=27 (Cityscapes, COCO-Stuff) or masks=plain (VOC)",
+    )
+    check.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the statistics and problems as JSON"
+    )
     check.set_defaults(func=_cmd_check)
     return parser
 
@@ -71,8 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_synth(args) -> int:
     from lesseg.data.synth import generate
 
-    stats = generate(args.out, images=args.images, classes=args.classes, seed=args.seed,
-                     background=args.background, size=args.size, val_fraction=args.val_fraction)
+    stats = generate(
+        args.out,
+        images=args.images,
+        classes=args.classes,
+        seed=args.seed,
+        background=args.background,
+        size=args.size,
+        val_fraction=args.val_fraction,
+    )
     print(stats.format())
     return 0
 
@@ -87,10 +116,16 @@ def _cmd_check(args) -> int:
     print(report.format())
     if args.json:
         names = source.classes.classes
-        atomic_write_json(args.json, {
-            "root": str(source.root), "format": source.format, "classes": source.classes.to_dict(),
-            "splits": {k: v.to_dict(names) for k, v in report.stats.items()}, "problems": report.problems,
-        })
+        atomic_write_json(
+            args.json,
+            {
+                "root": str(source.root),
+                "format": source.format,
+                "classes": source.classes.to_dict(),
+                "splits": {k: v.to_dict(names) for k, v in report.stats.items()},
+                "problems": report.problems,
+            },
+        )
     return 0 if report.clean else 1
 
 

@@ -53,7 +53,9 @@ class CheckReport:
             f"background: {bg if bg is not None else 'none'}, ignore index {self.source.classes.ignore_index}"
         ]
         for split, st in self.stats.items():
-            lines.append(f"split {split}: {st.images} images, {st.with_mask} with masks, {st.with_tags} with tags")
+            lines.append(
+                f"split {split}: {st.images} images, {st.with_mask} with masks, {st.with_tags} with tags"
+            )
             if st.classes_per_image:
                 n = sum(st.classes_per_image.values())
                 hist = "  ".join(f"{k}: {v} ({v / n:.0%})" for k, v in sorted(st.classes_per_image.items()))
@@ -71,7 +73,9 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _inspect(source: DatasetSource, record: Record) -> tuple[list[str], tuple[int, ...] | None, np.ndarray | None]:
+def _inspect(
+    source: DatasetSource, record: Record
+) -> tuple[list[str], tuple[int, ...] | None, np.ndarray | None]:
     """Problems of one record, its tags, and its per-class pixel counts (last entry: ignore)."""
     problems: list[str] = []
     classes = source.classes
@@ -101,9 +105,15 @@ def _inspect(source: DatasetSource, record: Record) -> tuple[list[str], tuple[in
                 )
             mask = source.label_map.decode(raw)
             labelled = mask[mask != classes.ignore_index]
-            counts = np.append(np.bincount(labelled, minlength=classes.num_classes)[: classes.num_classes],
-                               mask.size - labelled.size)
-    tags = record.tags if record.tags is not None else (tags_from_mask(mask, classes) if mask is not None else None)
+            counts = np.append(
+                np.bincount(labelled, minlength=classes.num_classes)[: classes.num_classes],
+                mask.size - labelled.size,
+            )
+    tags = (
+        record.tags
+        if record.tags is not None
+        else (tags_from_mask(mask, classes) if mask is not None else None)
+    )
     return problems, tags, counts
 
 

@@ -70,7 +70,11 @@ class ClassInfo:
             raise DataError(f"unknown class {name!r}{did_you_mean(name, self.classes)}") from None
 
     def to_dict(self) -> dict:
-        return {"classes": list(self.classes), "ignore_index": self.ignore_index, "background": self.background}
+        return {
+            "classes": list(self.classes),
+            "ignore_index": self.ignore_index,
+            "background": self.background,
+        }
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "class metadata") -> ClassInfo:
@@ -78,7 +82,9 @@ class ClassInfo:
             raise DataError(f"{source}: expected an object with a 'classes' list")
         unknown = set(d) - {"classes", "ignore_index", "background"}
         if unknown:
-            raise DataError(f"{source}: unknown field(s) {sorted(unknown)}; valid: classes, ignore_index, background")
+            raise DataError(
+                f"{source}: unknown field(s) {sorted(unknown)}; valid: classes, ignore_index, background"
+            )
         try:
             return cls(tuple(d["classes"]), int(d.get("ignore_index", 255)), d.get("background"))
         except DataError as e:

@@ -47,7 +47,9 @@ class LabelMap:
         self.ignore_index = ignore_index
 
     @classmethod
-    def identity(cls, num_classes: int, ignore_index: int = 255, ignore_values: tuple[int, ...] = ()) -> LabelMap:
+    def identity(
+        cls, num_classes: int, ignore_index: int = 255, ignore_values: tuple[int, ...] = ()
+    ) -> LabelMap:
         """Raw value == class index; ``ignore_values`` (and ``ignore_index``) become ignore."""
         lut = np.full(256, ignore_index, dtype=np.uint8)
         lut[:num_classes] = np.arange(num_classes)
@@ -59,7 +61,9 @@ class LabelMap:
         return cls(lut, valid, ignore_index)
 
     @classmethod
-    def from_mapping(cls, mapping: dict[int, int], ignore_index: int = 255, ignore_values: tuple[int, ...] = ()) -> LabelMap:
+    def from_mapping(
+        cls, mapping: dict[int, int], ignore_index: int = 255, ignore_values: tuple[int, ...] = ()
+    ) -> LabelMap:
         """Raw values in ``mapping`` go to their class; ``ignore_values`` are valid but ignored; the rest invalid."""
         lut = np.full(256, ignore_index, dtype=np.uint8)
         valid = np.zeros(256, dtype=bool)
@@ -150,7 +154,9 @@ def detect_format(root: Path) -> str:
     valid = ", ".join(sorted(READERS))
     if not found:
         raise DataError(f"{root}: cannot tell the dataset layout; pass --format with one of: {valid}")
-    raise DataError(f"{root}: looks like several layouts ({', '.join(found)}); pass --format with one of: {valid}")
+    raise DataError(
+        f"{root}: looks like several layouts ({', '.join(found)}); pass --format with one of: {valid}"
+    )
 
 
 def read_dataset(root: str | Path, format: str = "auto", **options) -> DatasetSource:
@@ -169,11 +175,15 @@ def read_dataset(root: str | Path, format: str = "auto", **options) -> DatasetSo
     if format == "auto":
         format = detect_format(root)
     if format not in READERS:
-        raise DataError(f"unknown dataset format {format!r}{did_you_mean(format, READERS)}; valid: {', '.join(sorted(READERS))}")
+        raise DataError(
+            f"unknown dataset format {format!r}{did_you_mean(format, READERS)}; valid: {', '.join(sorted(READERS))}"
+        )
     reader = READERS[format]
     accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
     for key in options:
         if key not in accepted:
             valid = ", ".join(accepted) or "none"
-            raise DataError(f"the {format} reader has no option {key!r}{did_you_mean(key, accepted)}; its options: {valid}")
+            raise DataError(
+                f"the {format} reader has no option {key!r}{did_you_mean(key, accepted)}; its options: {valid}"
+            )
     return reader(root, **options)

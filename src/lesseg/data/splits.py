@@ -43,8 +43,16 @@ class LabeledSplit:
     spec: str = ""
 
     def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, {"kind": "labeled", "spec": self.spec, "seed": self.seed,
-                                        "labeled": list(self.labeled), "unlabeled": list(self.unlabeled)})
+        return atomic_write_json(
+            path,
+            {
+                "kind": "labeled",
+                "spec": self.spec,
+                "seed": self.seed,
+                "labeled": list(self.labeled),
+                "unlabeled": list(self.unlabeled),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> LabeledSplit:

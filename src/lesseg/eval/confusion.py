@@ -34,7 +34,9 @@ class ConfusionMatrix:
         pred = torch.as_tensor(pred)
         target = torch.as_tensor(target)
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+            raise ValueError(
+                f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}"
+            )
         pred = pred.reshape(-1).to(self.mat.device, torch.int64)
         target = target.reshape(-1).to(self.mat.device, torch.int64)
         keep = target != self.ignore_index
@@ -42,7 +44,9 @@ class ConfusionMatrix:
         if target.numel() and (target.min() < 0 or target.max() >= self.num_classes):
             raise ValueError(f"target values must lie in 0..{self.num_classes - 1} or be {self.ignore_index}")
         if pred.numel() and (pred.min() < 0 or pred.max() >= self.num_preds):
-            raise ValueError(f"predictions must lie in 0..{self.num_preds - 1}, got {pred.min()}..{pred.max()}")
+            raise ValueError(
+                f"predictions must lie in 0..{self.num_preds - 1}, got {pred.min()}..{pred.max()}"
+            )
         idx = target * self.num_preds + pred
         self.mat += torch.bincount(idx, minlength=self.num_classes * self.num_preds).reshape(self.mat.shape)
 
