@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEMO_DIR ?= demo_data/synthetic
+DEMO_DIR ?= demo_data
 
 .PHONY: setup demo test test-all lint clean
 
@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lesseg data synth $(DEMO_DIR) --images 200 --classes 8 --size 128 --seed 0 --background textured
-	$(BIN)/lesseg data check $(DEMO_DIR)
+	$(BIN)/lesseg data synth $(DEMO_DIR)/textured --images 200 --classes 8 --size 128 --seed 0 --background textured
+	$(BIN)/lesseg data check $(DEMO_DIR)/textured
+	$(BIN)/lesseg data synth $(DEMO_DIR)/no_background --images 200 --classes 8 --size 128 --seed 0 --background none
+	$(BIN)/lesseg data check $(DEMO_DIR)/no_background
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
