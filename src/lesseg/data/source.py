@@ -89,7 +89,7 @@ class DatasetSource:
     """A dataset as found on disk: its format, classes, splits and label decoding.
 
     ``problems`` collects what the reader found wrong while indexing (a listed image with no file, a
-    duplicate id, ...); ``lesseg data check`` reports them, and training refuses a split that has any.
+    duplicate id, ...) instead of raising at the first one, so ``lesseg data check`` can list them all.
     """
 
     format: str
