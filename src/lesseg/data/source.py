@@ -125,6 +125,16 @@ class DatasetSource:
         return tags_from_mask(mask, self.classes)
 
 
+MAX_LISTED = 20  # problems of one kind listed one by one before they are counted
+
+
+def report_some(problems: list[str], messages: list[str], rest: str) -> None:
+    """Add up to ``MAX_LISTED`` messages, then one line counting the rest (``rest`` gets ``{n}``)."""
+    problems.extend(messages[:MAX_LISTED])
+    if len(messages) > MAX_LISTED:
+        problems.append(rest.format(n=len(messages) - MAX_LISTED))
+
+
 def tags_from_mask(mask: np.ndarray, classes: ClassInfo) -> tuple[int, ...]:
     counts = np.bincount(mask[mask != classes.ignore_index].reshape(-1), minlength=classes.num_classes)
     bg = classes.background_index

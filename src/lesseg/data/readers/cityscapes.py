@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 # labelId -> name, labelIds 0..33 of the official cityscapesScripts table
@@ -98,12 +98,9 @@ def read_cityscapes(
                     problems.append(f"{image}: file name does not start with its city {city_dir.name!r}")
                 mask = label_dir / f"{image_id}{suffix}"
                 if labelled and mask.name not in label_names:
-                    missing.append(mask)
+                    missing.append(f"{mask}: label file missing for an image of split {split!r}")
                 records.append(Record(image_id, image, mask if mask.name in label_names else None))
-        for mask in missing[:20]:
-            problems.append(f"{mask}: label file missing for an image of split {split!r}")
-        if len(missing) > 20:
-            problems.append(f"{label_root / split}: ... and {len(missing) - 20} more missing label files")
+        report_some(problems, missing, f"{label_root / split}: ... and {{n}} more missing label files")
         if not records:
             problems.append(f"{split_dir}: no *{IMAGE_SUFFIX} images in <city>/ subfolders")
         splits[split] = records

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.readers.folder import read_split_list, report_overlaps
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 # COCO-Stuff's label names by raw value (category id - 1), as in the dataset's labels.txt
@@ -167,13 +167,10 @@ def read_cocostuff(root: Path, protocol: str = "171") -> DatasetSource:
         for image in sorted(split_dir.glob("*.jpg")):
             mask_name = f"{image.stem}.png"
             if label_dir is not None and mask_name not in label_names:
-                missing.append(mask_name)
+                missing.append(f"{label_dir / mask_name}: label file missing for image {split}/{image.name}")
             mask = label_dir / mask_name if mask_name in label_names else None
             records.append(Record(image.stem, image, mask))
-        for name in missing[:20]:
-            problems.append(f"{label_dir / name}: label file missing for image {split}/{Path(name).stem}.jpg")
-        if len(missing) > 20:
-            problems.append(f"{label_dir}: ... and {len(missing) - 20} more missing label files")
+        report_some(problems, missing, f"{label_dir}: ... and {{n}} more missing label files")
         if not records:
             problems.append(f"{split_dir}: no .jpg images")
         splits[split] = records
@@ -198,11 +195,10 @@ def read_cocostuff(root: Path, protocol: str = "171") -> DatasetSource:
             continue
         by_id = {r.id: r for r in splits.get(split, [])}
         ids = read_split_list(list_path, problems)
-        unknown = [i for i in ids if i not in by_id]
-        for i in unknown[:20]:
-            problems.append(f"{list_path}: id {i!r} has no image in {image_root / split}")
-        if len(unknown) > 20:
-            problems.append(f"{list_path}: ... and {len(unknown) - 20} more ids without an image")
+        unknown = [
+            f"{list_path}: id {i!r} has no image in {image_root / split}" for i in ids if i not in by_id
+        ]
+        report_some(problems, unknown, f"{list_path}: ... and {{n}} more ids without an image")
         splits[name] = [by_id[i] for i in ids if i in by_id]
         files[name] = list_path
     report_overlaps({k: splits[k] for k in files}, files, problems)

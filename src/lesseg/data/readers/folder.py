@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.imageio import IMAGE_EXTENSIONS
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
 from lesseg.errors import DataError
 
 
@@ -123,11 +123,8 @@ def read_folder(root: Path) -> DatasetSource:
         if list_path.stem.lower() in ("readme", "license", "licence"):
             continue
         ids = read_split_list(list_path, problems)
-        missing = [i for i in ids if i not in images]
-        for i in missing[:20]:
-            problems.append(f"{list_path}: id {i!r} has no image in {image_dir}")
-        if len(missing) > 20:
-            problems.append(f"{list_path}: ... and {len(missing) - 20} more ids without an image")
+        missing = [f"{list_path}: id {i!r} has no image in {image_dir}" for i in ids if i not in images]
+        report_some(problems, missing, f"{list_path}: ... and {{n}} more ids without an image")
         splits[list_path.stem] = [record(i) for i in ids if i in images]
         files[list_path.stem] = list_path
     if "train" not in splits:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.readers.folder import read_split_list, report_overlaps
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 VOC_CLASSES = (
@@ -26,7 +26,6 @@ VOC_CLASSES = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 MASK_MODES = ("auto", "aug", "plain")
-_MAX_LISTED = 20  # per split list: report at most this many ids of one kind, then a count
 
 
 def _candidates(root: Path) -> tuple[Path, ...]:
@@ -47,10 +46,9 @@ def find_voc_root(root: Path) -> Path:
 
 
 def _report_ids(list_path: Path, ids: list[str], what: str, problems: list[str]) -> None:
-    for i in ids[:_MAX_LISTED]:
-        problems.append(f"{list_path}: id {i!r} {what}")
-    if len(ids) > _MAX_LISTED:
-        problems.append(f"{list_path}: ... and {len(ids) - _MAX_LISTED} more such ids")
+    report_some(
+        problems, [f"{list_path}: id {i!r} {what}" for i in ids], f"{list_path}: ... and {{n}} more such ids"
+    )
 
 
 @register_reader("voc", _looks_like_voc)
