@@ -1,0 +1,445 @@
+"""Run configuration: typed dataclasses built from YAML files plus dotted ``key=value`` overrides.
+
+A config file is a small diff: its ``_base_`` files (paths relative to it) are deep-merged underneath, and
+overrides such as ``optim.lr=0.1`` go on top. Keys are checked (typos get a "did you mean"), values are
+coerced to the field type and checked against the field metadata (``choices``, ``min``, ``check``).
+``dict`` fields merge key by key over their defaults and accept any sub-key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+from .io import atomic_write_text
+
+__all__ = [
+    "Config", "DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig",
+    "config_hash", "config_to_dict", "format_config", "load_config", "method_config_class",
+    "register_method_config", "registered_methods", "save_config",
+]  # fmt: skip
+
+
+def _f(default: Any, **meta: Any) -> Any:
+    """A dataclass field (a callable default is a factory) with validation metadata."""
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset folder
+    format: str = _f("auto", choices=("auto", "folder", "voc", "cityscapes", "cocostuff", "camvid"))
+    options: dict[str, Any] = _f(dict)  # reader options, e.g. {"protocol": "27"}
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = _f(224, min=1)
+    # Training images are rescaled by a random factor drawn uniformly from [low, high], then cropped.
+    scale_range: tuple[float, float] = _f((0.5, 1.5), check=(lambda r: 0 < r[0] <= r[1], "0 < low <= high"))
+    batch_size: int = _f(16, min=1)  # global batch over all processes
+    workers: int = _f(2, min=0)
+    skip_bad: bool = False  # skip unreadable images and list them in the log instead of stopping
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cam_classifier"  # a registered model
+    backbone: str = "resnet18"
+    output_stride: int = _f(16, choices=(8, 16, 32))
+    weights: str | None = None  # a local .pth/.safetensors file
+    pretrained: bool = False  # timm's pretrained weights (needs network)
+    norm: str = _f("bn", choices=("bn", "gn"))
+    sync_bn: bool = False
+
+
+def _lr_mult() -> dict[str, float]:
+    return {"backbone_weight": 1.0, "backbone_bias": 2.0, "new_weight": 10.0, "new_bias": 20.0}
+
+
+@dataclass
+class OptimConfig:
+    name: str = _f("sgd", choices=("sgd", "adam", "adamw"))
+    lr: float = _f(0.01, min=0)
+    weight_decay: float = _f(1e-4, min=0)
+    momentum: float = _f(0.9, min=0)
+    nesterov: bool = False
+    betas: tuple[float, float] = _f((0.9, 0.999), check=(lambda b: all(0 <= x < 1 for x in b), "in [0, 1)"))
+    lr_mult: dict[str, float] = _f(_lr_mult)  # learning-rate multiplier per parameter group
+    schedule: str = _f("poly", choices=("poly", "multistep", "constant"))
+    poly_power: float = _f(0.9, min=0)
+    milestones: list[int] = _f(
+        list, check=(lambda m: m == sorted(m) and min(m, default=0) >= 0, "sorted, >= 0")
+    )
+    gamma: float = _f(0.1, min=0)
+    warmup_steps: int = _f(0, min=0)
+    grad_clip: float | None = _f(None, check=(lambda v: v > 0, "positive or null"))  # max total grad norm
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(5, min=1)
+    seed: int = 0
+    amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))  # auto: bf16 where supported
+    device: str = _f(
+        "auto", check=(re.compile(r"auto|cpu|cuda(:\d+)?").fullmatch, "auto, cpu, cuda or cuda:N")
+    )
+    checkpoint_every: int = _f(0, min=0)  # also checkpoint every N steps (0 = only every epoch)
+    log_every: int = _f(10, min=1)
+    deterministic: bool = False
+
+
+_METHODS: dict[str, type[MethodConfig]] = {}
+_METHOD_NAMES: dict[type, str] = {}
+
+
+@dataclass
+class MethodConfig:
+    """Base of the per-method sections; methods register subclasses with their own fields."""
+
+    name: str = "cam"
+
+    def __post_init__(self) -> None:
+        self.name = _METHOD_NAMES.get(type(self), self.name)  # a registered class always carries its name
+
+
+def register_method_config(name: str) -> Callable[[type], type]:
+    """Class decorator: the ``method`` section of configs whose ``method.name`` is ``name``.
+
+    The class must subclass MethodConfig; it is made a dataclass if it is not one already.
+    Registering a name again replaces the earlier class.
+    """
+
+    def register(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, MethodConfig)):
+            raise TypeError(f"register_method_config({name!r}) needs a MethodConfig subclass, got {cls!r}")
+        if "__dataclass_fields__" not in cls.__dict__:
+            cls = dataclass(cls)
+        _METHODS[name] = cls
+        _METHOD_NAMES[cls] = name
+        return cls
+
+    return register
+
+
+register_method_config("cam")(MethodConfig)
+
+
+def registered_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def method_config_class(name: str) -> type[MethodConfig]:
+    if not isinstance(name, str) or name not in _METHODS:
+        raise ConfigError(
+            f"unknown method {name!r} (registered: {', '.join(registered_methods())})"
+            f"{did_you_mean(str(name), _METHODS)}"
+        )
+    return _METHODS[name]
+
+
+def _run_name_ok(name: str) -> bool:
+    path = Path(name)
+    return bool(name.strip()) and not path.is_absolute() and ".." not in path.parts
+
+
+@dataclass
+class Config:
+    name: str = _f("run", check=(_run_name_ok, "a non-empty relative folder name"))
+    run_dir: str = "runs"  # the run folder is <run_dir>/<name>/
+    method: MethodConfig = _f(lambda: method_config_class("cam")())
+    data: DataConfig = _f(DataConfig)
+    model: ModelConfig = _f(ModelConfig)
+    optim: OptimConfig = _f(OptimConfig)
+    train: TrainConfig = _f(TrainConfig)
+
+
+# ---- YAML: only true/false are booleans (amp: off is a string), 1e-3 is a float, dates stay strings ----------
+
+_BOOL, _FLOAT, _DATE = (f"tag:yaml.org,2002:{t}" for t in ("bool", "float", "timestamp"))
+
+
+class _YamlLoader(yaml.SafeLoader):
+    yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _DATE)]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """Quotes strings that YAML 1.1 or ``_YamlLoader`` would read otherwise; short lists on one line."""
+
+    def represent_list(self, data: list) -> yaml.Node:
+        flow = not any(isinstance(v, (dict, list)) for v in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_YamlDumper.add_representer(list, _YamlDumper.represent_list)
+_YamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+for _cls in (_YamlLoader, _YamlDumper):
+    _cls.add_implicit_resolver(
+        _FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+    )
+
+
+# ---- loading ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and is_dataclass(tp)
+
+
+def _merge(low: dict, high: dict) -> dict:
+    out = dict(low)
+    for k, v in high.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _leaf_keys(d: dict, prefix: str = "") -> Iterator[str]:
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _leaf_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def _read_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[dict, str]]:
+    """The file's content as (dict, ' in <file>') layers, its ``_base_`` files first."""
+    path = path.expanduser()
+    if path.resolve() in chain:
+        raise ConfigError(f"config file {path} includes itself through _base_")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(
+            f"config file {path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    bases = data.pop("_base_", None) or []
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"_base_ in {path} must be a file path or a list of them, got {bases!r}")
+    layers = [layer for b in bases for layer in _read_layers(path.parent / b, (*chain, path.resolve()))]
+    sections = {name for name, tp in _hints(Config).items() if _is_section(tp)}
+    data = {k: v for k, v in data.items() if not (v is None and k in sections)}  # an empty section
+    return [*layers, (data, f" in {path}")]
+
+
+def _parse_override(text: str) -> dict:
+    key, eq, raw = str(text).partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not eq or not all(parts):
+        raise ConfigError(
+            f"override {text!r} is not of the form key=value (e.g. optim.lr=0.1 or model.weights=null)"
+        )
+    try:
+        value = yaml.load(raw, Loader=_YamlLoader) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw.strip()  # not YAML (e.g. '@x'): take it as a string
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp``; TypeError or ValueError when it does not fit."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg)
+            except (TypeError, ValueError):
+                pass
+        raise TypeError
+    if isinstance(value, bool) != (tp is bool):  # True is neither 1 nor "True"
+        raise TypeError
+    if tp is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        return int(value)
+    if tp in (int, float, str) and isinstance(value, (int, float, str)):
+        return tp(value)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        if origin is list or args[-1] is Ellipsis:
+            return origin(_coerce(v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise ValueError
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if origin is dict and isinstance(value, dict):
+        return {str(k): _coerce(v, args[1]) for k, v in value.items()}
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise TypeError
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+class _Builder:
+    """Builds the dataclasses from the merged dict; ``origins`` says where each leaf key was set."""
+
+    def __init__(self, origins: dict[str, str], method_cls: type[MethodConfig]):
+        self.origins, self.method_cls = origins, method_cls
+
+    def where(self, key: str) -> str:
+        if key in self.origins:
+            return self.origins[key]
+        return next((w for k, w in self.origins.items() if k.startswith(key + ".")), "")
+
+    def fail(self, key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(f"config key {key!r}{self.where(key)} {message}")
+
+    def unknown(self, key: str) -> typing.NoReturn:
+        bad = next((k for k in self.origins if k == key or k.startswith(key + ".")), key)
+        raise ConfigError(f"unknown config key {bad!r}{self.where(bad)}{did_you_mean(bad, self.all_keys())}")
+
+    def all_keys(self, cls: type = Config, prefix: str = "") -> Iterator[str]:
+        for name, tp in _hints(cls).items():
+            tp = self.method_cls if prefix + name == "method" else tp
+            yield from self.all_keys(tp, f"{prefix}{name}.") if _is_section(tp) else [prefix + name]
+
+    def build(self, cls: type, data: Any, prefix: str = "") -> Any:
+        if not isinstance(data, dict):
+            self.fail(prefix[:-1], f"must be a mapping of keys, got {data!r}")
+        obj, hints, meta = cls(), _hints(cls), {f.name: f.metadata for f in fields(cls)}
+        for name, value in data.items():
+            key = f"{prefix}{name}"
+            if name not in meta:
+                self.unknown(key)
+            tp = self.method_cls if key == "method" else hints[name]
+            if _is_section(tp):
+                value = self.build(tp, value, key + ".")
+            else:
+                value = self.check(key, tp, meta[name], value, getattr(obj, name))
+            setattr(obj, name, value)
+        return obj
+
+    def check(self, key: str, tp: Any, meta: Mapping, value: Any, default: Any) -> Any:
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = _merge(default, value)
+        if typing.get_origin(tp) is dict and isinstance(value, dict):  # check each entry, naming its key
+            return {
+                str(k): self.check(f"{key}.{k}", typing.get_args(tp)[1], {}, v, None)
+                for k, v in value.items()
+            }
+        try:
+            value = _coerce(value, tp)
+        except (TypeError, ValueError):
+            if isinstance(value, dict) and value and dict not in (tp, typing.get_origin(tp)):
+                self.unknown(f"{key}.{next(iter(value))}")  # e.g. optim.lr.x=1
+            self.fail(key, f"expects {_type_name(tp)}, got {value!r}")
+        if value is None:
+            return value
+        if "choices" in meta and value not in meta["choices"]:
+            choices = [str(c) for c in meta["choices"]]
+            self.fail(
+                key, f"must be one of {', '.join(choices)}; got {value!r}{did_you_mean(str(value), choices)}"
+            )
+        if "min" in meta and value < meta["min"]:
+            self.fail(key, f"must be >= {meta['min']}, got {value!r}")
+        if "check" in meta and not meta["check"][0](value):
+            self.fail(key, f"must be {meta['check'][1]}, got {value!r}")
+        return value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: dict | Config | None = None
+) -> Config:
+    """The config of ``base`` (lowest), then the YAML file ``path`` (with its ``_base_`` files), then
+    ``overrides`` such as ``optim.lr=0.1``; raises ConfigError naming the bad key and where it was set."""
+    overrides = [overrides] if isinstance(overrides, str) else overrides
+    layers: list[tuple[dict, str]] = []
+    if base is not None:
+        layers.append((config_to_dict(base), " in the base config"))
+    if path is not None:
+        layers += _read_layers(Path(path))
+    layers += [(_parse_override(text), "") for text in overrides]
+    raw: dict = {}
+    origins: dict[str, str] = {}
+    for data, where in layers:
+        raw = _merge(raw, data)
+        origins.update(dict.fromkeys(_leaf_keys(data), where))
+    method = raw.get("method") or {}
+    name = method.get("name", "cam") if isinstance(method, dict) else None
+    try:
+        method_cls = method_config_class(name) if isinstance(method, dict) else MethodConfig
+    except ConfigError as e:
+        raise ConfigError(f"config key 'method.name'{origins.get('method.name', '')}: {e}") from None
+    return _Builder(origins, method_cls).build(Config, raw)
+
+
+# ---- saving and hashing -----------------------------------------------------------------------------------
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain YAML/JSON-able data (tuples as lists), keys in field order."""
+    if is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
+    if isinstance(cfg, dict):
+        return {str(k): config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    return cfg
+
+
+def format_config(cfg: Config | dict) -> str:
+    """The config as YAML text (what ``save_config`` writes and ``--print-config`` shows)."""
+    return yaml.dump(
+        config_to_dict(cfg), Dumper=_YamlDumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+
+
+def save_config(cfg: Config | dict, path: str | Path) -> Path:
+    """Write the config as YAML, atomically; ``load_config(path) == cfg``."""
+    return atomic_write_text(path, format_config(cfg))
+
+
+def config_hash(cfg: Config | dict, keys: Sequence[str] | None = None) -> str:
+    """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``."""
+    data = config_to_dict(cfg)
+    if keys is not None:
+        keys = [keys] if isinstance(keys, str) else keys
+        data = {key: _lookup(data, key) for key in keys}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _lookup(data: dict, key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ConfigError(f"unknown config key {key!r}{did_you_mean(key, [*data, *_leaf_keys(data)])}")
+        value = value[part]
+    return value
