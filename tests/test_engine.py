@@ -1,0 +1,157 @@
+"""The engine: exact resume after SIGKILL, DDP equals one process, schedules, errors."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lesseg.config import load_config
+from lesseg.data.synth import generate
+from lesseg.engine.optim import build_optimizer, build_scheduler
+from lesseg.engine.sampler import ResumableSampler
+
+SCRIPT = Path(__file__).parent / "engine_script.py"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "data"
+    generate(out, images=40, classes=5, seed=1, size=40, val_fraction=0.2)
+    return out
+
+
+def run_script(run_dir, data_dir, *overrides, sleep=0.0, torchrun=0, wait=True, dropout=0.0):
+    cmd = [sys.executable, str(SCRIPT)]
+    if torchrun:
+        cmd = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={torchrun}", str(SCRIPT)]
+    cmd += [str(run_dir), str(data_dir), "--sleep", str(sleep), "--dropout", str(dropout), *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def weights(run_dir, rank=0):
+    return torch.load(Path(run_dir) / f"final_rank{rank}.pt")
+
+
+def logged_steps(run_dir):
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return [r["step"] for r in lines if "loss" in r]
+
+
+COMMON = ("data.batch_size=4", "train.epochs=2", "train.checkpoint_every=2", "optim.schedule=poly")
+
+
+def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, synth_dir):
+    run_script(tmp_path / "straight", synth_dir, *COMMON, dropout=0.2)
+    killed = tmp_path / "killed"
+    proc = run_script(killed, synth_dir, *COMMON, sleep=0.15, wait=False, dropout=0.2)
+    deadline = time.time() + 120
+    while time.time() < deadline and max(logged_steps(killed), default=0) < 5:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    steps_at_kill = max(logged_steps(killed), default=0)
+    assert 5 <= steps_at_kill < 16, "the kill must land mid-run (8 steps per epoch, 2 epochs)"
+    assert not (killed / "final_rank0.pt").exists()
+    run_script(killed, synth_dir, *COMMON, dropout=0.2)  # the same command again
+    log = (killed / "log.jsonl").read_text()
+    assert '"event": "resumed"' in log
+    assert logged_steps(killed) == list(range(1, 17))  # no step lost or repeated in the log
+    a, b = weights(tmp_path / "straight"), weights(killed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path, synth_dir):
+    args = ("data.batch_size=4", "train.epochs=1", "optim.name=sgd", "optim.momentum=0.9")
+    run_script(tmp_path / "one", synth_dir, *args)
+    run_script(tmp_path / "two", synth_dir, *args, torchrun=2)
+    one, r0, r1 = weights(tmp_path / "one"), weights(tmp_path / "two", 0), weights(tmp_path / "two", 1)
+    for k in one:
+        assert torch.equal(r0[k], r1[k]), f"ranks differ at {k}"
+        rel = (r0[k] - one[k]).norm() / one[k].norm().clamp_min(1e-12)
+        assert rel < 1e-5, f"{k}: relative difference {rel:.2e}"
+
+
+def test_sampler_global_batches_do_not_depend_on_process_count():
+    one = list(ResumableSampler(20, 4, seed=3))
+    ranks = [list(ResumableSampler(20, 2, rank=r, world_size=2, seed=3)) for r in range(2)]
+    for b in range(5):
+        assert set(one[4 * b : 4 * b + 4]) == set(ranks[0][2 * b : 2 * b + 2] + ranks[1][2 * b : 2 * b + 2])
+    s = ResumableSampler(20, 4, seed=3)
+    s.set_epoch(0, start_batch=2)
+    assert list(s) == one[8:] and len(s) == 12
+
+
+def lrs(overrides, steps=12, steps_per_epoch=4):
+    cfg = load_config(None, overrides)
+    model = torch.nn.Linear(2, 2)
+    opt = build_optimizer(cfg.optim, {"backbone_weight": [model.weight], "new_bias": [model.bias]})
+    sched = build_scheduler(cfg.optim, opt, steps, steps_per_epoch)
+    out = []
+    for _ in range(steps):
+        out.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return out, opt
+
+
+def test_poly_schedule_with_group_multipliers():
+    out, opt = lrs(["optim.name=sgd", "optim.lr=0.1", "optim.schedule=poly", "optim.poly_power=0.9"])
+    for step, (w, b) in enumerate(out):
+        assert w == pytest.approx(0.1 * (1 - step / 12) ** 0.9)
+        assert b == pytest.approx(20 * w)  # new biases x20
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]  # no decay on biases
+
+
+def test_multistep_schedule_mcis():
+    out, opt = lrs(["optim.name=sgd", "optim.nesterov=true", "optim.lr=1e-3", "optim.schedule=multistep",
+                    "optim.milestones=[1,2]", "optim.gamma=0.1"])  # fmt: skip
+    w = [r[0] for r in out]
+    assert w[:4] == pytest.approx([1e-3] * 4) and w[4:8] == pytest.approx([1e-4] * 4)
+    assert w[8:] == pytest.approx([1e-5] * 4)
+    assert opt.defaults["nesterov"] is True
+
+
+def test_adam_constant_and_adamw():
+    out, opt = lrs(["optim.name=adam", "optim.lr=1e-4", "optim.schedule=constant", "optim.weight_decay=0",
+                    "optim.lr_mult={backbone_weight: 1, new_bias: 1}"])  # fmt: skip
+    assert all(r == pytest.approx([1e-4, 1e-4]) for r in out) and isinstance(opt, torch.optim.Adam)
+    _, opt = lrs(["optim.name=adamw", "optim.lr=1e-4", "optim.schedule=poly"])
+    assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_corrupt_image_stops_with_its_name_or_is_skipped(tmp_path, synth_dir):
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    bad = data / "images" / f"{(data / 'train.txt').read_text().split()[0]}.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        str(tmp_path / "run"),
+        str(data),
+        "train.epochs=1",
+        "data.batch_size=4",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and f"{bad}: cannot read image" in done.stderr
+    run_script(tmp_path / "run_skip", data, "train.epochs=1", "data.batch_size=4", "data.skip_bad=true")
+    events = [json.loads(ln) for ln in (tmp_path / "run_skip" / "log.jsonl").read_text().splitlines()]
+    skipped = [e for e in events if e.get("event") == "skipped"]
+    assert len(skipped) == 1 and str(bad) in skipped[0]["files"][0]
