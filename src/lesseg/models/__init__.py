@@ -1,0 +1,27 @@
+"""Models: timm feature backbones, an encoder-decoder-head base with a registry, CAM classifier, DeepLabv3+.
+
+Example:
+    >>> from lesseg.models import create_model, list_models
+    >>> list_models()
+    ['cam_classifier', 'deeplabv3plus']
+    >>> model = create_model("cam_classifier", backbone="resnet18", num_classes=20)
+"""
+
+from lesseg.models.backbones import DILATED_FAMILIES, OUTPUT_STRIDES, Backbone, create_backbone
+from lesseg.models.base import SegmentationModel, create_model, list_models, register_model
+from lesseg.models.cam import CAMClassifier, multilabel_soft_margin_loss
+from lesseg.models.deeplab import DeepLabV3Plus
+
+__all__ = [
+    "DILATED_FAMILIES",
+    "OUTPUT_STRIDES",
+    "Backbone",
+    "CAMClassifier",
+    "DeepLabV3Plus",
+    "SegmentationModel",
+    "create_backbone",
+    "create_model",
+    "list_models",
+    "multilabel_soft_margin_loss",
+    "register_model",
+]
