@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, metavar="FILE", help="also write the statistics and problems as JSON"
     )
     check.set_defaults(func=_cmd_check)
+
+    train = commands.add_parser(
+        "train", help="train a method's network (resumes a killed run; runs under torchrun as it is)"
+    )
+    train.add_argument("config", help="a YAML config file (configs/...), then KEY=VALUE overrides")
+    train.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=0.01 data.batch_size=8"
+    )
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -129,9 +139,28 @@ def _cmd_check(args) -> int:
     return 0 if report.clean else 1
 
 
+def _cmd_train(args) -> int:
+    from lesseg.config import format_config, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(format_config(cfg), end="")
+        return 0
+    from lesseg.api import train
+
+    run_dir = train(cfg)
+    print(f"trained: {run_dir / 'checkpoints' / 'train_final.pt'} (log: {run_dir / 'log.jsonl'})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # overrides may follow options (`train cfg.yaml --print-config a=1`); argparse stops at the option
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except LessegError as e:

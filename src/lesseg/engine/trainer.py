@@ -249,6 +249,7 @@ class Trainer:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step used
                 scheduler.step()
                 step += 1
                 batch_in_epoch += 1
@@ -257,7 +258,6 @@ class Trainer:
                 if step % cfg.train.log_every == 0 or step == total:
                     scalars = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, env)
                     rate = window_images / (time.perf_counter() - window_start)
-                    lr = optimizer.param_groups[0]["lr"]
                     logger.log({"step": step, "epoch": epoch, **scalars, "lr": lr, "images_per_s": rate})
                     logger.postfix(loss=scalars["loss"], img_s=rate)
                     window_start, window_images = time.perf_counter(), 0

@@ -1,0 +1,6 @@
+"""Methods, one file each; importing this package registers them."""
+
+from lesseg.methods.base import METHODS, Method, get_method, register_method
+from lesseg.methods.cam import CAMMethod
+
+__all__ = ["METHODS", "CAMMethod", "Method", "get_method", "register_method"]
