@@ -8,6 +8,7 @@ coerced to the field type and checked against the field metadata (``choices``, `
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -155,6 +156,63 @@ def _run_name_ok(name: str) -> bool:
 
 
 @dataclass
+class CamConfig:
+    """CAM inference (Puzzle-CAM/IRN recipe): scales with flips, ReLU, per-class max normalisation."""
+
+    scales: tuple[float, ...] = _f(
+        (0.5, 1.0, 1.5, 2.0), check=(lambda t: len(t) > 0 and min(t) > 0, "positive")
+    )
+    flip: bool = True
+    batch_size: int = _f(8, min=1)  # images per forward pass (each with its flip)
+
+
+@dataclass
+class PseudoLabelConfig:
+    """CAMs to pseudo-labels. With a background class: a constant background plane at ``bg_threshold``;
+    without one: argmax among the image's own classes. ``ignore_band``: pixels whose top two scores are
+    closer than this become ignore (0 = label every pixel)."""
+
+    bg_threshold: float = _f(0.25, min=0)
+    ignore_band: float = _f(0.0, min=0)
+
+
+def _segmenter_model() -> ModelConfig:
+    return ModelConfig(name="deeplabv3plus", norm="gn")
+
+
+def _segmenter_optim() -> OptimConfig:
+    return OptimConfig(
+        name="sgd",
+        lr=0.01,
+        weight_decay=1e-4,
+        momentum=0.9,
+        schedule="poly",
+        lr_mult={"backbone_weight": 1.0, "backbone_bias": 1.0, "new_weight": 10.0, "new_bias": 10.0},
+    )
+
+
+@dataclass
+class SegmenterConfig:
+    """The segmenter (DeepLabv3+) trained on pseudo-labels: its own model, optimiser and schedule."""
+
+    enabled: bool = True
+    model: ModelConfig = _f(_segmenter_model)
+    optim: OptimConfig = _f(_segmenter_optim)
+    train: TrainConfig = _f(TrainConfig)
+    test_scales: tuple[float, ...] = _f((1.0,), check=(lambda t: len(t) > 0 and min(t) > 0, "positive"))
+    test_flip: bool = False  # the papers' test-time protocol: scales (0.5, 0.75, 1, 1.25, 1.5) with flips
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation and report settings."""
+
+    references: bool = True  # untrained network, largest class by mask, random among tags
+    gallery: int = _f(8, min=0)  # images shown in report.html
+    bg_sweep: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 16))  # CAM mIoU sweep (bg only)
+
+
+@dataclass
 class Config:
     name: str = _f("run", check=(_run_name_ok, "a non-empty relative folder name"))
     run_dir: str = "runs"  # the run folder is <run_dir>/<name>/
@@ -163,6 +221,10 @@ class Config:
     model: ModelConfig = _f(ModelConfig)
     optim: OptimConfig = _f(OptimConfig)
     train: TrainConfig = _f(TrainConfig)
+    cams: CamConfig = _f(CamConfig)
+    pseudo_labels: PseudoLabelConfig = _f(PseudoLabelConfig)
+    segmenter: SegmenterConfig = _f(SegmenterConfig)
+    eval: EvalConfig = _f(EvalConfig)
 
 
 # ---- YAML: only true/false are booleans (amp: off is a string), 1e-3 is a float, dates stay strings ----------
@@ -330,17 +392,20 @@ class _Builder:
             tp = self.method_cls if prefix + name == "method" else tp
             yield from self.all_keys(tp, f"{prefix}{name}.") if _is_section(tp) else [prefix + name]
 
-    def build(self, cls: type, data: Any, prefix: str = "") -> Any:
+    def build(self, cls: type, data: Any, prefix: str = "", start: Any = None) -> Any:
+        """``cls`` from ``data``, over ``start`` (a section's own default, e.g. the segmenter's model
+        section defaults to DeepLabv3+) or over the class defaults."""
         if not isinstance(data, dict):
             self.fail(prefix[:-1], f"must be a mapping of keys, got {data!r}")
-        obj, hints, meta = cls(), _hints(cls), {f.name: f.metadata for f in fields(cls)}
+        obj = copy.deepcopy(start) if type(start) is cls else cls()
+        hints, meta = _hints(cls), {f.name: f.metadata for f in fields(cls)}
         for name, value in data.items():
             key = f"{prefix}{name}"
             if name not in meta:
                 self.unknown(key)
             tp = self.method_cls if key == "method" else hints[name]
             if _is_section(tp):
-                value = self.build(tp, value, key + ".")
+                value = self.build(tp, value, key + ".", getattr(obj, name))
             else:
                 value = self.check(key, tp, meta[name], value, getattr(obj, name))
             setattr(obj, name, value)

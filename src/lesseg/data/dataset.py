@@ -38,8 +38,10 @@ class SegDataset(Dataset):
         supervision: what to expose; by default every mask and tag on disk.
         seed: seed of the per-sample augmentation generators.
         return_params: also return the recorded transform parameters as a JSON string.
-        extra_maps: optional ``record -> {name: array}`` of further per-pixel maps (CAMs, pseudo-labels,
-            saliency) that go through the same geometric transforms as the mask.
+        extra_maps: optional ``record -> {name: array}`` of further per-pixel maps (CAMs, saliency) that go
+            through the same geometric transforms as the mask.
+        labels: optional ``record -> mask`` that replaces the masks on disk (pseudo-labels for a segmenter);
+            these are always exposed, and the ``Supervision`` policy's mask rules do not apply to them.
 
     Example:
         >>> ds = SegDataset(read_dataset("data/msrc21"), "train", supervision=Supervision(masks="none"))
@@ -55,6 +57,7 @@ class SegDataset(Dataset):
         seed: int = 0,
         return_params: bool = False,
         extra_maps: Callable[[Record], dict[str, np.ndarray]] | None = None,
+        labels: Callable[[Record], np.ndarray] | None = None,
     ):
         self.source = source
         self.split = split
@@ -66,6 +69,7 @@ class SegDataset(Dataset):
         self.epoch = 0
         self.return_params = return_params
         self.extra_maps = extra_maps
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,7 +93,9 @@ class SegDataset(Dataset):
             if record.tags is not None
             else (tags_from_mask(mask, self.classes) if mask is not None else None)
         )
-        has_mask = mask is not None and self.supervision.exposes_mask(record.id)
+        if self.labels is not None:
+            mask = np.asarray(self.labels(record), dtype=np.int64)
+        has_mask = mask is not None and (self.labels is not None or self.supervision.exposes_mask(record.id))
         has_tags = tags is not None and self.supervision.tags
         if has_mask:
             if mask.shape != image.shape[:2]:

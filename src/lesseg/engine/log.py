@@ -17,8 +17,9 @@ class RunLogger:
         run_dir: the run folder; ``log.jsonl`` goes there (and ``tensorboard/`` when TensorBoard is installed).
         total_steps: length of the progress bar.
         enabled: False on non-main processes.
-        resume_step: on resume, log lines past this step (written after the last checkpoint) are dropped,
-            so the log reads as if the run had never stopped.
+        resume_step: on resume, this stage's lines past this step (written after the last checkpoint) are
+            dropped, so the log reads as if the run had never stopped; a fresh start drops all of its lines.
+        stage: the name written into every line, so several trained networks can share one log.
     """
 
     def __init__(
@@ -28,23 +29,23 @@ class RunLogger:
         enabled: bool = True,
         resume_step: int = 0,
         progress: bool | None = None,
+        stage: str = "train",
     ):
         self.enabled = enabled
+        self.stage = stage
         self.path = Path(run_dir) / "log.jsonl"
         self.bar = None
         self.tb = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step and self.path.is_file():
-            kept = [
-                ln
-                for ln in self.path.read_text().splitlines()
-                if json.loads(ln).get("step", 0) <= resume_step
-            ]
+        if self.path.is_file():  # several stages share the file: keep the others' lines untouched
+
+            def keep(record: dict) -> bool:
+                return record.get("stage") != stage or record.get("step", 0) <= resume_step
+
+            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and keep(json.loads(ln))]
             self.path.write_text("".join(ln + "\n" for ln in kept))
-        elif not resume_step:
-            self.path.write_text("")
         show = sys.stderr.isatty() if progress is None else progress
         self.bar = tqdm(
             total=total_steps, initial=resume_step, disable=not show, dynamic_ncols=True, unit="step"
@@ -59,6 +60,7 @@ class RunLogger:
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        record = {"stage": self.stage, **record}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None and "step" in record:

@@ -191,7 +191,7 @@ class Trainer:
             epoch, batch_in_epoch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
             rng = ckpt["rng"]
             restore_rng(rng[env.rank] if env.rank < len(rng) else rng[0])
-        logger = RunLogger(self.run_dir, total, enabled=env.is_main, resume_step=step)
+        logger = RunLogger(self.run_dir, total, enabled=env.is_main, resume_step=step, stage=self.name)
         if step:
             logger.log({"event": "resumed", "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
 

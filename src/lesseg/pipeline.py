@@ -1,0 +1,109 @@
+"""Stages, caching and resume: what `lesseg run CONFIG` executes.
+
+A stage writes its artifacts into the run folder and records in ``stages.json`` that it finished, with a
+hash of the config sections it depends on and of the stages it needs. On the next run a stage whose hash is
+unchanged is skipped; a changed config re-runs that stage and every stage after it that needs it. A killed
+stage is simply not recorded, so it runs again (training stages resume from their own checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lesseg.config import config_hash
+from lesseg.errors import ConfigError, did_you_mean
+from lesseg.io import atomic_write_json
+
+
+@dataclass
+class RunContext:
+    """What every stage gets: the config, the run folder, and shared objects built once per run."""
+
+    cfg: Any
+    run_dir: Path
+    env: Any = None
+    cache: dict[str, Any] = field(default_factory=dict)  # e.g. the dataset source, the method object
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a pipeline.
+
+    Args:
+        name: its name in ``stages.json`` and for ``--stage``.
+        run: does the work; reads its inputs from and writes its artifacts to the run folder.
+        keys: dotted config sections that decide its output (``"data"``, ``"cams.scales"``, ...).
+        needs: stages whose artifacts it reads.
+    """
+
+    name: str
+    run: Callable[[RunContext], None]
+    keys: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+
+
+class Pipeline:
+    def __init__(self, stages: list[Stage]):
+        self.stages = {s.name: s for s in stages}
+        for s in stages:
+            missing = [n for n in s.needs if n not in self.stages]
+            if missing:
+                raise ValueError(f"stage {s.name!r} needs unknown stage(s) {missing}")
+
+    def stage_hash(self, name: str, cfg) -> str:
+        """Hash of the stage's config sections and, recursively, of the stages it needs."""
+        stage = self.stages[name]
+        parts = {"config": config_hash(cfg, list(stage.keys)) if stage.keys else ""}
+        parts.update({n: self.stage_hash(n, cfg) for n in stage.needs})
+        return config_hash(parts)
+
+    @staticmethod
+    def read_state(run_dir: Path) -> dict:
+        path = run_dir / "stages.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def is_done(self, name: str, ctx: RunContext, state: dict | None = None) -> bool:
+        state = self.read_state(ctx.run_dir) if state is None else state
+        return state.get(name, {}).get("hash") == self.stage_hash(name, ctx.cfg)
+
+    def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print) -> dict:
+        """Run every stage that is not up to date, in order; or just ``only`` (always re-run, its needs
+        must be done). Returns ``stages.json``'s content."""
+        if only is not None and only not in self.stages:
+            raise ConfigError(
+                f"unknown stage {only!r}{did_you_mean(only, self.stages)}; stages: {', '.join(self.stages)}"
+            )
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        state = self.read_state(ctx.run_dir)
+        main = ctx.env is None or ctx.env.is_main
+        for name, stage in self.stages.items():
+            if only is not None and name != only:
+                continue
+            if only is None and self.is_done(name, ctx, state):
+                log(f"stage {name}: up to date, skipped")
+                continue
+            stale = [n for n in stage.needs if not self.is_done(n, ctx, state)]
+            if stale:
+                raise ConfigError(f"stage {name!r} needs {', '.join(stale)} first (run without --stage)")
+            log(f"stage {name}: running")
+            start = time.perf_counter()
+            stage.run(ctx)
+            seconds = time.perf_counter() - start
+            state[name] = {
+                "hash": self.stage_hash(name, ctx.cfg),
+                "seconds": round(seconds, 3),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            if main:
+                atomic_write_json(ctx.run_dir / "stages.json", state)
+            log(f"stage {name}: done in {seconds:.1f} s")
+        return state
