@@ -23,14 +23,17 @@ def test_train_writes_weights_config_and_log(tmp_path, data, capsys):
     args = ["train", "configs/cam/synthetic.yaml", f"data.root={data}", f"run_dir={tmp_path}", *TINY]
     assert main(args) == 0
     run = tmp_path / "cam_synthetic"
-    assert (run / "checkpoints" / "train_final.pt").is_file()
+    assert (run / "checkpoints" / "classifier_final.pt").is_file()
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["data"]["crop_size"] == 32 and saved["method"]["name"] == "cam"
     steps = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3, 4] and all(s["loss"] > 0 for s in steps)
-    # the same folder with a different config is refused, naming the key
-    assert main([*args, "optim.lr=0.5"]) == 2
-    assert "optim.lr: 0.1 -> 0.5" in capsys.readouterr().err
+    assert all(s["stage"] == "classifier" for s in steps)
+    # a changed config trains afresh instead of resuming the other run's checkpoint
+    assert main([*args, "optim.lr=0.05"]) == 0
+    steps = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3, 4] and steps[0]["lr"] == 0.05
+    assert "resumed" not in (run / "log.jsonl").read_text()
 
 
 def test_print_config_and_unknown_key(capsys):

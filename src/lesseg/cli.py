@@ -88,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_cmd_check)
 
+    run = commands.add_parser(
+        "run", help="run a method's pipeline; finished stages are skipped, a killed run resumes"
+    )
+    run.add_argument("config", help="a YAML config file (configs/...), then KEY=VALUE overrides")
+    run.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. cams.scales=[1.0] train.epochs=3"
+    )
+    run.add_argument("--stage", help="run only this stage (again), e.g. cams or evaluate")
+    run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    run.set_defaults(func=_cmd_run)
+
     train = commands.add_parser(
         "train", help="train a method's network (resumes a killed run; runs under torchrun as it is)"
     )
@@ -139,17 +150,40 @@ def _cmd_check(args) -> int:
     return 0 if report.clean else 1
 
 
-def _cmd_train(args) -> int:
+def _config(args):
     from lesseg.config import format_config, load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         print(format_config(cfg), end="")
-        return 0
-    from lesseg.api import train
+        return None
+    return cfg
 
-    run_dir = train(cfg)
-    print(f"trained: {run_dir / 'checkpoints' / 'train_final.pt'} (log: {run_dir / 'log.jsonl'})")
+
+def _cmd_train(args) -> int:
+    cfg = _config(args)
+    if cfg is not None:
+        from lesseg.api import train
+
+        run_dir = train(cfg)
+        print(f"trained: {run_dir / 'checkpoints' / 'classifier_final.pt'} (log: {run_dir / 'log.jsonl'})")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    cfg = _config(args)
+    if cfg is not None:
+        import json
+
+        from lesseg.api import run
+
+        run_dir = run(cfg, stage=args.stage)
+        metrics = run_dir / "metrics.json"
+        if metrics.is_file():
+            for stage, m in json.loads(metrics.read_text()).items():
+                extra = f", coverage {m['coverage']:.3f}" if "coverage" in m else ""
+                print(f"{stage:>14}: mIoU {m.get('miou', float('nan')):.3f}{extra}")
+        print(f"run folder: {run_dir}")
     return 0
 
 

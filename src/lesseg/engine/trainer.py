@@ -76,6 +76,15 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"train.amp must be auto, bf16, fp16 or off; got {amp!r}")
 
 
+def resume_key(cfg) -> str:
+    """Hash of what decides a training run's result, except ``train.epochs`` (raising it continues a run)."""
+    from lesseg.config import config_hash, config_to_dict
+
+    d = {k: config_to_dict(cfg)[k] for k in ("method", "data", "model", "optim", "train")}
+    d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
+    return config_hash(d)
+
+
 class _SkipBad(Dataset):
     """Turns an unreadable sample into a marker that the collate function drops and reports."""
 
@@ -182,8 +191,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
 
         epoch, batch_in_epoch, step = 0, 0, 0
-        if self.ckpt_path.is_file():
-            ckpt = load_checkpoint(self.ckpt_path)
+        key = resume_key(cfg)
+        ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.is_file() else None
+        if ckpt is not None and ckpt.get("resume_key") != key:
+            ckpt = None  # written under other settings: start over rather than continue another run
+        if ckpt is not None:
             unwrap(model).load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -210,6 +222,7 @@ class Trainer:
                         "batch_in_epoch": batch_in_epoch,
                         "step": step,
                         "world_size": world,
+                        "resume_key": key,
                     },
                 )
             barrier(env)

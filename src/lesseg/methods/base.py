@@ -61,6 +61,13 @@ class Method:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def stages(self) -> list:
+        """The pipeline of this method; by default the CAM family's (classifier, CAMs, pseudo-labels,
+        segmenter, evaluation)."""
+        from lesseg.stages import weak_supervision_stages
+
+        return weak_supervision_stages()
+
     def training_step(self, model: nn.Module, batch: dict, ctx: StepContext) -> dict:
         """The losses of one batch; ``"loss"`` is what gets back-propagated."""
         raise NotImplementedError

@@ -1,0 +1,30 @@
+"""The stages of a run, one file each; ``weak_supervision_stages`` is the CAM-family pipeline:
+
+classifier (tags only) -> cams (multi-scale, flips) -> pseudo_labels -> segmenter (DeepLabv3+) -> evaluate
+"""
+
+from lesseg.pipeline import Stage
+from lesseg.stages.cams import evaluate_cams, infer_train_cams
+from lesseg.stages.classifier import train_classifier
+from lesseg.stages.pseudo_labels import make_pseudo_labels
+from lesseg.stages.segmenter import evaluate_segmenter, train_segmenter
+
+CLASSIFIER_KEYS = ("method", "data", "model", "optim", "train")
+
+
+def weak_supervision_stages() -> list[Stage]:
+    return [
+        Stage("classifier", train_classifier, CLASSIFIER_KEYS),
+        Stage("cams", infer_train_cams, ("cams",), ("classifier",)),
+        Stage("cam_eval", evaluate_cams, ("eval.bg_sweep", "pseudo_labels.bg_threshold"), ("cams",)),
+        Stage("pseudo_labels", make_pseudo_labels, ("pseudo_labels",), ("cams",)),
+        Stage(
+            "segmenter",
+            train_segmenter,
+            ("segmenter.model", "segmenter.optim", "segmenter.train"),
+            ("pseudo_labels",),
+        ),  # fmt: skip
+        Stage(
+            "evaluate", evaluate_segmenter, ("segmenter.test_scales", "segmenter.test_flip"), ("segmenter",)
+        ),
+    ]

@@ -1,0 +1,73 @@
+"""Stage `cams`: multi-scale CAMs of every training image, and their mIoU against the training masks.
+
+The masks are read for evaluation only, after the CAMs are computed: nothing written to cams/ depends on them.
+With a background class, the CAM mIoU is also reported at the best threshold of a sweep, as papers report
+it (for reporting only; pseudo-labels use the configured threshold). Without one, the mIoU over images with
+two or more tags is reported too, since single-tag images are trivially right.
+"""
+
+from __future__ import annotations
+
+from lesseg.data.imageio import load_image
+from lesseg.eval import ConfusionMatrix, record_metrics
+from lesseg.pipeline import RunContext
+from lesseg.refine import cams_to_labels, infer_cams, load_cams, save_cams
+from lesseg.stages.common import device_of, load_weights, method_of, source_of
+
+
+def cam_path(ctx: RunContext, image_id: str):
+    return ctx.path("cams", f"{image_id}.npz")
+
+
+def infer_train_cams(ctx: RunContext) -> None:
+    cfg, source = ctx.cfg, source_of(ctx)
+    classes = source.classes
+    output_of = {c: k for k, c in enumerate(classes.tag_indices)}
+    model = load_weights(ctx, "classifier", method_of(ctx).build_model()).to(device_of(ctx))
+    records = source.split(cfg.data.train_split)
+    chunk = cfg.cams.batch_size * 4
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+        images = [load_image(r.image) for r in part]
+        tags = [[output_of[c] for c in (source.tags_of(r) or ())] for r in part]
+        results = infer_cams(model, images, tags, scales=cfg.cams.scales, flip=cfg.cams.flip,
+                             batch_size=cfg.cams.batch_size, device=device_of(ctx))  # fmt: skip
+        for r, res in zip(part, results):
+            save_cams(cam_path(ctx, r.id), res)
+
+
+def evaluate_cams(ctx: RunContext) -> None:
+    """Stage `cam_eval` (cheap, so a changed threshold does not recompute the CAMs)."""
+    if ctx.env is None or ctx.env.is_main:
+        record_metrics(ctx.run_dir, "cams", score_cams(ctx))
+
+
+def score_cams(ctx: RunContext) -> dict:
+    cfg, source = ctx.cfg, source_of(ctx)
+    classes = source.classes
+    records = [r for r in source.split(cfg.data.train_split) if r.mask is not None]
+    thresholds = list(cfg.eval.bg_sweep) if classes.background is not None else [None]
+    every = {t: ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index) for t in thresholds}
+    multi = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
+    configured = cfg.pseudo_labels.bg_threshold if classes.background is not None else None
+    at_configured = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
+    for r in records:
+        res = load_cams(cam_path(ctx, r.id))
+        gt = source.load_mask(r)
+        for t, cm in every.items():
+            cm.update(cams_to_labels(res, classes, bg_threshold=t), gt)
+        if classes.background is None and len(res.classes) >= 2:
+            multi.update(cams_to_labels(res, classes), gt)
+        if configured is not None:
+            at_configured.update(cams_to_labels(res, classes, bg_threshold=configured), gt)
+    names = classes.classes
+    if classes.background is None:
+        out = every[None].metrics(names).to_dict()
+        out["multi_tag"] = multi.metrics(names).to_dict() if multi.mat.sum() else None
+        return out
+    sweep = {t: cm.metrics(names).miou for t, cm in every.items()}
+    best = max(sweep, key=sweep.get)
+    out = at_configured.metrics(names).to_dict()
+    out.update(bg_threshold=configured, best_threshold=best, best_threshold_miou=sweep[best],
+               sweep={str(t): v for t, v in sweep.items()})  # fmt: skip
+    return out

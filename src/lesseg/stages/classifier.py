@@ -1,0 +1,23 @@
+"""Stage `classifier`: train the method's network on image-level tags (never a mask)."""
+
+from __future__ import annotations
+
+import torch
+
+from lesseg.data.dataset import SegDataset
+from lesseg.engine import Trainer
+from lesseg.pipeline import RunContext
+from lesseg.stages.common import method_of, save_weights, source_of
+
+
+def train_classifier(ctx: RunContext) -> None:
+    cfg = ctx.cfg
+    method = method_of(ctx)
+    dataset = SegDataset(source_of(ctx), cfg.data.train_split, transform=method.train_transform(),
+                         supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
+    model = method.build_model()
+    trained = Trainer(
+        cfg, model, method.training_step, dataset, ctx.run_dir, name="classifier", env=ctx.env
+    ).fit()
+    save_weights(ctx, "classifier", trained)

@@ -1,0 +1,41 @@
+"""What the stages of a run share: the dataset source and the method, built once per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lesseg.data import DatasetSource, read_dataset
+from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from lesseg.methods import Method, get_method
+from lesseg.pipeline import RunContext
+
+
+def source_of(ctx: RunContext) -> DatasetSource:
+    if "source" not in ctx.cache:
+        d = ctx.cfg.data
+        ctx.cache["source"] = read_dataset(d.root, d.format, **d.options)
+    return ctx.cache["source"]
+
+
+def method_of(ctx: RunContext) -> Method:
+    if "method" not in ctx.cache:
+        ctx.cache["method"] = get_method(ctx.cfg.method.name)(ctx.cfg, source_of(ctx).classes)
+    return ctx.cache["method"]
+
+
+def device_of(ctx: RunContext) -> torch.device:
+    return ctx.env.device if ctx.env is not None else torch.device("cpu")
+
+
+def save_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> Path:
+    path = ctx.path("checkpoints", f"{name}_final.pt")
+    if ctx.env is None or ctx.env.is_main:
+        save_checkpoint(path, {"model": model.state_dict()})
+    return path
+
+
+def load_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> torch.nn.Module:
+    model.load_state_dict(load_checkpoint(ctx.path("checkpoints", f"{name}_final.pt"))["model"])
+    return model
