@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/lesseg data synth $(DEMO_DIR)/textured --images 200 --classes 8 --size 128 --seed 0 --background textured
 	$(BIN)/lesseg data check $(DEMO_DIR)/textured
-	$(BIN)/lesseg data synth $(DEMO_DIR)/no_background --images 200 --classes 8 --size 128 --seed 0 --background none
-	$(BIN)/lesseg data check $(DEMO_DIR)/no_background
+	$(BIN)/lesseg run configs/cam/synthetic.yaml name=demo data.root=$(DEMO_DIR)/textured
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

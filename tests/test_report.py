@@ -4,13 +4,12 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from chromium import find_chromium, run_chromium
 from lesseg.report import (
     GalleryRow,
     colorize,
@@ -169,43 +168,13 @@ def test_report_is_self_contained_and_shows_the_numbers(report):
         assert f"<figcaption>{name}<" in page
 
 
-def _chromium():
-    found = os.environ.get("LESSEG_CHROMIUM")
-    if found is not None:
-        return found if found and os.path.exists(found) else None
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
-
-
-def _run_chromium(binary, tmp_path, *args, timeout=60):
-    profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
-    profile.mkdir()
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}", *args]  # fmt: skip
-    env = {**os.environ, "HOME": str(tmp_path)}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the browser and its helper processes, which share its group
-        proc.communicate()
-        pytest.fail(f"chromium did not finish in {timeout} s")
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    return out.decode(errors="replace")
-
-
 def test_report_renders_in_headless_chromium(report, tmp_path):
-    binary = _chromium()
+    binary = find_chromium()
     if binary is None:
         pytest.skip("chromium not installed (apt-get install chromium); .ci/run installs it")
     url = report.resolve().as_uri()
     shot = tmp_path / "report.png"
-    _run_chromium(binary, tmp_path, "--window-size=1280,2000", f"--screenshot={shot}", url)
+    run_chromium(binary, tmp_path, "--window-size=1280,2000", f"--screenshot={shot}", url)
     if os.environ.get("LESSEG_REPORT_SCREENSHOT"):  # keep it to look at
         shutil.copy(shot, os.environ["LESSEG_REPORT_SCREENSHOT"])
     with Image.open(shot) as im:
@@ -217,7 +186,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         near = np.abs(pixels - np.array(marker)).max(axis=2) <= 12
         assert near.sum() > 20000, (marker, int(near.sum()))
 
-    dom = _run_chromium(binary, tmp_path, "--dump-dom", url)
+    dom = run_chromium(binary, tmp_path, "--dump-dom", url)
     assert '<table class="metrics">' in dom and ">43.2</td>" in dom and ">55.5</td>" in dom
     imgs = re.findall(r"<img\b[^>]*>", dom)
     assert len(imgs) == len(MARKERS) * 5

@@ -1,8 +1,11 @@
 """The Python API: what the CLI does, callable from a notebook or a script.
 
-from lesseg.api import run
+from lesseg.api import load_run, run
 from lesseg.config import load_config
 run_dir = run(load_config("configs/cam/synthetic.yaml", ["train.epochs=2"]))
+predictor = load_run(run_dir)            # the run's segmenter and classes
+mask = predictor.predict(image)          # HxW class indices of an HxWx3 uint8 RGB array
+predictor.predict_files(["photos/"], "out/")
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from pathlib import Path
 from lesseg.config import save_config
 from lesseg.engine import init_distributed
 from lesseg.errors import ConfigError
+from lesseg.io import atomic_write_json
 from lesseg.pipeline import Pipeline, RunContext
 
 
 def run(cfg, stage: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the stages of ``cfg``'s method into ``run_dir/name`` (skipping those already done with the same
     config; a killed run resumes), or only ``stage``. Returns the run folder."""
-    from lesseg.stages.common import method_of
+    from lesseg.stages.common import method_of, source_of
 
     if not cfg.data.root:
         raise ConfigError(
@@ -31,6 +35,8 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print) -> Pa
     pipeline = Pipeline(method_of(ctx).stages())
     if env.is_main:
         save_config(cfg, run_dir / "config.yaml")
+        # what `predict` needs besides the weights, so a run folder works without its dataset
+        atomic_write_json(run_dir / "classes.json", source_of(ctx).classes.to_dict())
     pipeline.run(ctx, only=stage, log=log if env.is_main else (lambda _: None))
     return run_dir
 
@@ -38,3 +44,16 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print) -> Pa
 def train(cfg) -> Path:
     """Train the method's network alone (the ``classifier`` stage); weights in checkpoints/classifier_final.pt."""
     return run(cfg, stage="classifier", log=lambda _: None)
+
+
+def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device: str = "auto"):
+    """A finished run's segmenter as a :class:`lesseg.predict.Predictor` (the run's test-time scales and
+    flip unless given)."""
+    from lesseg.predict import Predictor
+
+    return Predictor.from_run(run_dir, scales=scales, flip=flip, device=device)
+
+
+def predict(run_dir: str | Path, images, out_dir: str | Path, **kwargs) -> list[Path]:
+    """Masks (class-index PNGs) and overlays of ``images`` (files or folders) in ``out_dir``."""
+    return load_run(run_dir, **kwargs).predict_files(images, out_dir)

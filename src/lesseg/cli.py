@@ -99,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     run.set_defaults(func=_cmd_run)
 
+    predict = commands.add_parser(
+        "predict", help="segment new images with a finished run: class-index PNG masks and overlays"
+    )
+    predict.add_argument("run", type=Path, help="a run folder (runs/NAME) whose segmenter stage finished")
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    predict.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    predict.add_argument(
+        "--scales", type=_scales, help="test-time scales, e.g. 0.5,0.75,1,1.25,1.5 (default: the run's)"
+    )
+    flip = predict.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="add flipped passes")
+    flip.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped passes")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    predict.set_defaults(func=_cmd_predict)
+
     train = commands.add_parser(
         "train", help="train a method's network (resumes a killed run; runs under torchrun as it is)"
     )
@@ -109,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.set_defaults(func=_cmd_train)
     return parser
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return scales
+
+
+def _cmd_predict(args) -> int:
+    from lesseg.api import load_run
+
+    predictor = load_run(args.run, scales=args.scales, flip=args.flip, device=args.device)
+    written = predictor.predict_files(args.images, args.out)
+    print(f"{len(written)} masks (class-index PNG) and overlays (<name>_overlay.png) in {args.out}")
+    return 0
 
 
 def _cmd_synth(args) -> int:
@@ -173,16 +207,16 @@ def _cmd_train(args) -> int:
 def _cmd_run(args) -> int:
     cfg = _config(args)
     if cfg is not None:
-        import json
-
         from lesseg.api import run
+        from lesseg.eval import format_headline, read_metrics
 
         run_dir = run(cfg, stage=args.stage)
-        metrics = run_dir / "metrics.json"
-        if metrics.is_file():
-            for stage, m in json.loads(metrics.read_text()).items():
-                extra = f", coverage {m['coverage']:.3f}" if "coverage" in m else ""
-                print(f"{stage:>14}: mIoU {m.get('miou', float('nan')):.3f}{extra}")
+        metrics = read_metrics(run_dir)
+        if metrics:
+            print(format_headline(metrics))
+        report = run_dir / "report.html"
+        if report.is_file():
+            print(f"report: {report}")
         print(f"run folder: {run_dir}")
     return 0
 

@@ -177,7 +177,7 @@ class PseudoLabelConfig:
 
 
 def _segmenter_model() -> ModelConfig:
-    return ModelConfig(name="deeplabv3plus", norm="gn")
+    return ModelConfig(name="deeplabv3plus", norm="bn")
 
 
 def _segmenter_optim() -> OptimConfig:
@@ -195,8 +195,12 @@ def _segmenter_optim() -> OptimConfig:
 class SegmenterConfig:
     """The segmenter (DeepLabv3+) trained on pseudo-labels: its own model, optimiser and schedule."""
 
-    enabled: bool = True
     model: ModelConfig = _f(_segmenter_model)
+    # Start the segmenter's backbone from the trained classifier's (same backbone and output stride needed).
+    # Off by default: the papers start it from ImageNet weights (model.pretrained / model.weights). Without
+    # pretrained weights (random init, as on a machine with no network) it is the closest stand-in: the
+    # classifier learned its features from the same tags, so no mask is read.
+    init_from_classifier: bool = False
     optim: OptimConfig = _f(_segmenter_optim)
     train: TrainConfig = _f(TrainConfig)
     test_scales: tuple[float, ...] = _f((1.0,), check=(lambda t: len(t) > 0 and min(t) > 0, "positive"))

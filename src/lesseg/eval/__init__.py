@@ -2,12 +2,14 @@
 
 from lesseg.eval.confusion import ConfusionMatrix, SegMetrics, metrics_from_matrix
 from lesseg.eval.matching import ClusterMatch, hungarian_match, majority_match
-from lesseg.eval.metrics_file import read_metrics, record_metrics
+from lesseg.eval.metrics_file import format_headline, headline, read_metrics, record_metrics
 
 __all__ = [
     "ClusterMatch",
     "ConfusionMatrix",
     "SegMetrics",
+    "format_headline",
+    "headline",
     "hungarian_match",
     "majority_match",
     "metrics_from_matrix",

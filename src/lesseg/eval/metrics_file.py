@@ -28,3 +28,53 @@ def record_metrics(run_dir: str | Path, stage: str, metrics: Any) -> Path:
     data = read_metrics(run_dir)
     data[stage] = metrics
     return atomic_write_json(Path(run_dir) / "metrics.json", data)
+
+
+#: Which references each headline row is read against: (reference, its row), the best of them counts.
+#: Only references that do not read masks count (untrained network, random among the tags).
+_AGAINST = {
+    "cams": (("untrained", "cams"), ("random_tags", "train")),
+    "pseudo_labels": (("untrained", "pseudo_labels"), ("random_tags", "train")),
+    "segmenter": (("untrained", "segmenter"), ("random_tags", "val")),
+}
+
+
+def headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per evaluated stage: its mIoU, the best reference's mIoU (untrained network or random among
+    tags) and the margin between them; ``reference``/``margin`` are None without references."""
+    refs = metrics.get("references") or {}
+    rows = []
+    for stage, against in _AGAINST.items():
+        m = metrics.get(stage)
+        if not isinstance(m, dict) or "miou" not in m:
+            continue
+        found = [(f"{a} {b}", refs[a][b]["miou"]) for a, b in against if "miou" in refs.get(a, {}).get(b, {})]
+        name, best = max(found, key=lambda f: f[1]) if found else (None, None)
+        row = {"stage": stage, "miou": m["miou"], "reference": best, "reference_name": name,
+               "margin": None if best is None else m["miou"] - best}  # fmt: skip
+        for extra in ("coverage", "best_threshold_miou"):
+            if extra in m:
+                row[extra] = m[extra]
+        if isinstance(m.get("multi_tag"), dict):
+            row["multi_tag_miou"] = m["multi_tag"]["miou"]
+        rows.append(row)
+    return rows
+
+
+def format_headline(metrics: dict[str, Any]) -> str:
+    """The headline rows as a small text table (what `lesseg run` prints at the end)."""
+    lines = [f"{'stage':<14} {'mIoU':>6} {'best ref':>9} {'margin':>7}  notes"]
+    for r in headline(metrics):
+        ref = "" if r["reference"] is None else f"{r['reference']:.3f}"
+        margin = "" if r["margin"] is None else f"{r['margin']:+.3f}"
+        notes = []
+        if "multi_tag_miou" in r:
+            notes.append(f"multi-tag {r['multi_tag_miou']:.3f}")
+        if "best_threshold_miou" in r:
+            notes.append(f"best-threshold {r['best_threshold_miou']:.3f}")
+        if "coverage" in r:
+            notes.append(f"coverage {r['coverage']:.3f}")
+        if r["reference_name"]:
+            notes.append(f"ref: {r['reference_name']}")
+        lines.append(f"{r['stage']:<14} {r['miou']:>6.3f} {ref:>9} {margin:>7}  {', '.join(notes)}")
+    return "\n".join(lines)

@@ -76,7 +76,10 @@ def flatten_metrics(metrics: dict, class_names: list[str] | None = None) -> list
     rows: list[dict] = []
 
     def walk(d: dict, path: tuple[str, ...]) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and k != "per_class_iou"}
+        # lists (a threshold sweep, test scales) would crowd the table; they stay in metrics.json
+        scalars = {
+            k: v for k, v in d.items() if not isinstance(v, (dict, list, tuple)) and k != "per_class_iou"
+        }
         raw = d.get("per_class_iou")
         per_class = _per_class(raw, class_names) if isinstance(raw, (dict, list, tuple)) else None
         if scalars or per_class is not None:

@@ -1,4 +1,4 @@
-"""Stage `cams`: multi-scale CAMs of every training image, and their mIoU against the training masks.
+"""Stages `cams` (multi-scale CAMs of every training image) and `cam_eval` (their mIoU on the train masks).
 
 The masks are read for evaluation only, after the CAMs are computed: nothing written to cams/ depends on them.
 With a background class, the CAM mIoU is also reported at the best threshold of a sweep, as papers report
@@ -8,24 +8,31 @@ two or more tags is reported too, since single-tag images are trivially right.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from torch import nn
+
 from lesseg.data.imageio import load_image
+from lesseg.engine.distributed import barrier
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
 from lesseg.refine import cams_to_labels, infer_cams, load_cams, save_cams
-from lesseg.stages.common import device_of, load_weights, method_of, source_of
+from lesseg.stages.common import device_of, is_main, load_weights, method_of, source_of
 
 
-def cam_path(ctx: RunContext, image_id: str):
-    return ctx.path("cams", f"{image_id}.npz")
+def cam_path(ctx: RunContext, image_id: str, folder: str = "cams") -> Path:
+    return ctx.path(folder, f"{image_id}.npz")
 
 
-def infer_train_cams(ctx: RunContext) -> None:
+def compute_cams(ctx: RunContext, model: nn.Module, folder: str = "cams") -> None:
+    """CAMs of every training image by ``model`` into ``folder``/<id>.npz (processes share the images)."""
     cfg, source = ctx.cfg, source_of(ctx)
-    classes = source.classes
-    output_of = {c: k for k, c in enumerate(classes.tag_indices)}
-    model = load_weights(ctx, "classifier", method_of(ctx).build_model()).to(device_of(ctx))
+    output_of = {c: k for k, c in enumerate(source.classes.tag_indices)}
+    model = model.to(device_of(ctx))
     records = source.split(cfg.data.train_split)
-    chunk = cfg.cams.batch_size * 4
+    if ctx.env is not None:
+        records = records[ctx.env.rank :: ctx.env.world_size]
+    chunk = cfg.cams.batch_size * 4  # images held in memory at once; sorted by size inside
     for start in range(0, len(records), chunk):
         part = records[start : start + chunk]
         images = [load_image(r.image) for r in part]
@@ -33,16 +40,24 @@ def infer_train_cams(ctx: RunContext) -> None:
         results = infer_cams(model, images, tags, scales=cfg.cams.scales, flip=cfg.cams.flip,
                              batch_size=cfg.cams.batch_size, device=device_of(ctx))  # fmt: skip
         for r, res in zip(part, results):
-            save_cams(cam_path(ctx, r.id), res)
+            save_cams(cam_path(ctx, r.id, folder), res)
+    if ctx.env is not None:
+        barrier(ctx.env)
+
+
+def infer_train_cams(ctx: RunContext) -> None:
+    compute_cams(ctx, load_weights(ctx, "classifier", method_of(ctx).build_model()))
 
 
 def evaluate_cams(ctx: RunContext) -> None:
     """Stage `cam_eval` (cheap, so a changed threshold does not recompute the CAMs)."""
-    if ctx.env is None or ctx.env.is_main:
+    if is_main(ctx):
         record_metrics(ctx.run_dir, "cams", score_cams(ctx))
 
 
-def score_cams(ctx: RunContext) -> dict:
+def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
+    """mIoU of the CAMs in ``folder`` against the training masks, at the configured background threshold,
+    and the sweep's best (background class) or the multi-tag images' mIoU (no background class)."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
     records = [r for r in source.split(cfg.data.train_split) if r.mask is not None]
@@ -52,7 +67,7 @@ def score_cams(ctx: RunContext) -> dict:
     configured = cfg.pseudo_labels.bg_threshold if classes.background is not None else None
     at_configured = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     for r in records:
-        res = load_cams(cam_path(ctx, r.id))
+        res = load_cams(cam_path(ctx, r.id, folder))
         gt = source.load_mask(r)
         for t, cm in every.items():
             cm.update(cams_to_labels(res, classes, bg_threshold=t), gt)
@@ -69,5 +84,5 @@ def score_cams(ctx: RunContext) -> dict:
     best = max(sweep, key=sweep.get)
     out = at_configured.metrics(names).to_dict()
     out.update(bg_threshold=configured, best_threshold=best, best_threshold_miou=sweep[best],
-               sweep={str(t): v for t, v in sweep.items()})  # fmt: skip
+               sweep=[[t, v] for t, v in sweep.items()])  # fmt: skip
     return out

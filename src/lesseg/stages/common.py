@@ -39,3 +39,8 @@ def save_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> Path:
 def load_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> torch.nn.Module:
     model.load_state_dict(load_checkpoint(ctx.path("checkpoints", f"{name}_final.pt"))["model"])
     return model
+
+
+def is_main(ctx: RunContext) -> bool:
+    """Whether this process writes the run's shared files (rank 0, or no torchrun)."""
+    return ctx.env is None or ctx.env.is_main

@@ -11,10 +11,13 @@ from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
 from lesseg.data.splits import Supervision
 from lesseg.engine import Trainer
+from lesseg.engine.checkpoint import load_checkpoint
+from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
-from lesseg.stages.common import device_of, load_weights, save_weights, source_of
+from lesseg.predict import predict_logits
+from lesseg.stages.common import device_of, is_main, load_weights, save_weights, source_of
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
 
@@ -28,6 +31,22 @@ def build_segmenter(cfg, num_classes: int) -> torch.nn.Module:
     m = cfg.segmenter.model
     return create_model(m.name, backbone=m.backbone, num_classes=num_classes, output_stride=m.output_stride,
                         norm=m.norm, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+
+
+def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> None:
+    """Copy the trained classifier's backbone weights into ``model.encoder``."""
+    weights = load_checkpoint(ctx.path("checkpoints", "classifier_final.pt"))["model"]
+    encoder = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
+    own = model.encoder.state_dict()
+    clash = sorted(k for k in own if k not in encoder or encoder[k].shape != own[k].shape)
+    if clash:
+        m, s = ctx.cfg.model, ctx.cfg.segmenter.model
+        raise ConfigError(
+            "segmenter.init_from_classifier needs the same backbone in both networks: classifier "
+            f"{m.backbone} (output stride {m.output_stride}), segmenter {s.backbone}; {len(clash)} weights "
+            f"differ, e.g. {clash[0]!r}. Set segmenter.model.backbone={m.backbone} or turn the option off"
+        )
+    model.encoder.load_state_dict(encoder)
 
 
 def _step(model, batch, ctx) -> dict:
@@ -45,38 +64,33 @@ def train_segmenter(ctx: RunContext) -> None:
                          seed=seg_cfg.train.seed, labels=lambda r: load_pseudo_label(ctx, r.id))  # fmt: skip
     torch.manual_seed(seg_cfg.train.seed)
     model = build_segmenter(cfg, source.classes.num_classes)
+    if cfg.segmenter.init_from_classifier:
+        init_encoder_from_classifier(ctx, model)
     trained = Trainer(seg_cfg, model, _step, dataset, ctx.run_dir, name="segmenter", env=ctx.env).fit()
     save_weights(ctx, "segmenter", trained)
 
 
-@torch.inference_mode()
-def predict_logits(model, image: torch.Tensor, scales=(1.0,), flip: bool = False) -> torch.Tensor:
-    """Class scores [N,C,H,W] of normalised images, averaged over scales (and flips) at the input size."""
-    size = image.shape[-2:]
-    total = 0
-    for s in scales:
-        x = image if s == 1.0 else F.interpolate(image, scale_factor=s, mode="bilinear", align_corners=False)
-        batch = torch.cat([x, x.flip(-1)]) if flip else x
-        out = F.interpolate(model(batch)["logits"].float(), size=size, mode="bilinear", align_corners=False)
-        prob = out.softmax(1)
-        total = total + (prob[: len(x)] + prob[len(x) :].flip(-1) if flip else prob)
-    return total
-
-
 def evaluate_segmenter(ctx: RunContext) -> None:
+    cfg, source = ctx.cfg, source_of(ctx)
+    model = load_weights(ctx, "segmenter", build_segmenter(cfg, source.classes.num_classes))
+    out = segmenter_scores(ctx, model)
+    if is_main(ctx):
+        seg = cfg.segmenter
+        out.update(split=cfg.data.val_split, test_scales=list(seg.test_scales), test_flip=seg.test_flip)
+        record_metrics(ctx.run_dir, "segmenter", out)
+
+
+def segmenter_scores(ctx: RunContext, model: torch.nn.Module) -> dict:
+    """mIoU of ``model`` on the val masks with the configured test-time scales and flip."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
     device = device_of(ctx)
-    model = load_weights(ctx, "segmenter", build_segmenter(cfg, classes.num_classes)).to(device).eval()
+    model = model.to(device).eval()
     dataset = SegDataset(source, cfg.data.val_split, transform=T.Compose([T.Normalize()]))
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     seg = cfg.segmenter
     for sample in dataset:
-        if not sample["has_mask"]:
-            continue
-        scores = predict_logits(model, sample["image"][None].to(device), seg.test_scales, seg.test_flip)
-        cm.update(scores.argmax(1)[0].cpu(), sample["mask"])
-    if ctx.env is None or ctx.env.is_main:
-        out = cm.metrics(classes.classes).to_dict()
-        out.update(split=cfg.data.val_split, test_scales=list(seg.test_scales), test_flip=seg.test_flip)
-        record_metrics(ctx.run_dir, "segmenter", out)
+        if sample["has_mask"]:
+            scores = predict_logits(model, sample["image"][None].to(device), seg.test_scales, seg.test_flip)
+            cm.update(scores.argmax(1)[0].cpu(), sample["mask"])
+    return cm.metrics(classes.classes).to_dict()

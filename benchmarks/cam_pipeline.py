@@ -1,0 +1,168 @@
+"""The CAM baseline's whole pipeline (classifier, CAMs, pseudo-labels, DeepLabv3+, references) on a dataset.
+
+    .venv/bin/python benchmarks/cam_pipeline.py msrc21 [--data ../shared/data/msrc21] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/cam_pipeline.py synthetic [KEY=VALUE ...]   # both background modes
+
+msrc21 runs configs/cam/msrc21.yaml (resnet18, output stride 16, crops of 224); synthetic generates the
+demo's scenes with and without a background class and runs configs/cam/synthetic.yaml on each. Every network
+starts from random init: no weights can be downloaded here. Runs go to runs/bench_*; a finished stage is
+not run again, so a killed benchmark resumes. Prints a table and writes benchmarks/results/cam_<name>.json.
+
+Besides the metrics it reports training images/s (classifier and segmenter, from the log), CAM-inference
+images/s (the cams stage: loading, multi-scale + flip passes, normalisation, writing), and the raw backbone
+forward throughput over exactly the same input tensors (same groups, scales, flips and padding), so
+their ratio shows what the CAM machinery costs on top of the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesseg.api import run
+from lesseg.config import load_config
+from lesseg.data import read_dataset
+from lesseg.data.imageio import image_size
+from lesseg.data.synth import generate
+from lesseg.engine.checkpoint import load_checkpoint
+from lesseg.eval import format_headline, headline, read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+
+
+def training_speed(run_dir: Path, stage: str) -> float | None:
+    """Mean images/s the trainer logged for ``stage`` (its first log line, which holds the warm-up, left out)."""
+    speeds = []
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("stage") == stage and "images_per_s" in rec:
+            speeds.append(rec["images_per_s"])
+    speeds = speeds[1:] or speeds
+    return float(np.mean(speeds)) if speeds else None
+
+
+@torch.inference_mode()
+def raw_forward_speed(cfg, run_dir: Path) -> dict:
+    """The trained classifier's bare forward passes over the tensors CAM inference feeds it: images sorted by
+    size, grouped by cams.batch_size, each group padded to its largest scaled size, flips doubling the
+    batch. No image loading, resizing, normalisation, upsampling or writing."""
+    from lesseg.methods import get_method
+
+    source = read_dataset(cfg.data.root, cfg.data.format, **cfg.data.options)
+    method = get_method(cfg.method.name)(cfg, source.classes)
+    model = method.build_model().eval()
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "classifier_final.pt")["model"])
+    records = [r for r in source.split(cfg.data.train_split) if source.tags_of(r)]
+    sizes = sorted(image_size(r.image) for r in records)
+    bs, flips = cfg.cams.batch_size, 2 if cfg.cams.flip else 1
+    pixels = 0
+    start = time.perf_counter()
+    for i in range(0, len(sizes), bs):
+        group = sizes[i : i + bs]
+        for s in cfg.cams.scales:
+            h = max(max(1, round(s * gh)) for gh, _ in group)
+            w = max(max(1, round(s * gw)) for _, gw in group)
+            model(torch.zeros(flips * len(group), 3, h, w))
+            pixels += flips * len(group) * h * w
+    seconds = time.perf_counter() - start
+    return {"images": len(records), "seconds": seconds, "images_per_s": len(records) / seconds,
+            "megapixels": pixels / 1e6}  # fmt: skip
+
+
+def bench_run(config: str, overrides: list[str]) -> dict:
+    cfg = load_config(ROOT / config, overrides)
+    start = time.perf_counter()
+    run_dir = run(cfg)
+    wall = time.perf_counter() - start
+    metrics = read_metrics(run_dir)
+    stages = json.loads((run_dir / "stages.json").read_text())
+    n_train = len(read_dataset(cfg.data.root).split(cfg.data.train_split))
+    cam_speed = n_train / stages["cams"]["seconds"]
+    raw = raw_forward_speed(cfg, run_dir)
+    print(format_headline(metrics))
+    return {
+        "run_dir": str(run_dir),
+        "config": config,
+        "overrides": overrides,
+        "init": "random",
+        "headline": headline(metrics),
+        "references": metrics.get("references"),
+        "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+        "wall_seconds_this_call": wall,
+        "train_images_per_s": {
+            "classifier": training_speed(run_dir, "classifier"),
+            "segmenter": training_speed(run_dir, "segmenter"),
+        },  # fmt: skip
+        "cam_inference_images_per_s": cam_speed,
+        "raw_forward": raw,
+        "cam_vs_raw_ratio": cam_speed / raw["images_per_s"],
+    }
+
+
+def table(rows: dict[str, dict]) -> str:
+    head = ("run", "CAM", "CAM multi", "CAM best-thr", "PL", "PL cover", "seg val", "best ref (cam/pl/seg)",
+            "train img/s", "CAM img/s", "raw fwd img/s")  # fmt: skip
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for name, r in rows.items():
+        h = {row["stage"]: row for row in r["headline"]}
+
+        def g(stage, key, h=h):
+            v = h.get(stage, {}).get(key)
+            return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+        refs = "/".join(g(s, "reference") for s in ("cams", "pseudo_labels", "segmenter"))
+        lines.append(" | ".join([
+            name, g("cams", "miou"), g("cams", "multi_tag_miou"), g("cams", "best_threshold_miou"),
+            g("pseudo_labels", "miou"), g("pseudo_labels", "coverage"), g("segmenter", "miou"), refs,
+            f"{r['train_images_per_s']['classifier']:.1f}", f"{r['cam_inference_images_per_s']:.2f}",
+            f"{r['raw_forward']['images_per_s']:.2f}",
+        ]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=("msrc21", "synthetic"))
+    parser.add_argument("--data", type=Path, help="dataset folder (msrc21: default ../shared/data/msrc21)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    args = parser.parse_args()
+    results: dict[str, dict] = {}
+    if args.dataset == "msrc21":
+        data = args.data or ROOT.parent / "shared" / "data" / "msrc21"
+        if not (data / "images").is_dir():
+            print(f"MSRC-21 not found at {data}; pass --data PATH (nothing to measure, exiting)")
+            return 0
+        results["msrc21"] = bench_run(
+            "configs/cam/msrc21.yaml", [f"data.root={data}", "name=bench_msrc21", *args.overrides]
+        )
+    else:
+        for mode in ("textured", "none"):
+            data = ROOT / "runs" / "bench_data" / f"synthetic_{mode}"
+            if not (data / "synth.json").is_file():
+                generate(data, images=200, classes=8, size=128, seed=0, background=mode)
+            results[f"synthetic_{mode}"] = bench_run(
+                "configs/cam/synthetic.yaml",
+                [f"data.root={data}", f"name=bench_synthetic_{mode}", *args.overrides],
+            )
+    text = table(results)
+    print(text)
+    out = RESULTS / f"cam_{args.dataset}.json"
+    RESULTS.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads":
+                               torch.get_num_threads(), "python": sys.version.split()[0], "torch":
+                               torch.__version__, "table": text, "runs": results}, indent=1) + "\n")  # fmt: skip
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
