@@ -97,6 +97,10 @@ class Pipeline:
             log(f"stage {name}: running")
             start = time.perf_counter()
             stage.run(ctx)
+            if ctx.env is not None and ctx.env.distributed:
+                from lesseg.engine.distributed import barrier
+
+                barrier(ctx.env)  # the next stage may read what rank 0 alone wrote
             seconds = time.perf_counter() - start
             state[name] = {
                 "hash": self.stage_hash(name, ctx.cfg),

@@ -63,6 +63,8 @@ def _notes(ctx: RunContext) -> list[str]:
     init = []
     for what, m in (("classifier", cfg.model), ("segmenter", cfg.segmenter.model)):
         start = "ImageNet weights (timm)" if m.pretrained else (m.weights or "random init")
+        if what == "segmenter" and cfg.segmenter.init_from_classifier:
+            start = "backbone from the trained classifier"
         init.append(f"{what}: {m.backbone}, output stride {m.output_stride}, {start}")
     notes = ["; ".join(init) + "."]
     notes.append(
