@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Extras to install, e.g. `make test EXTRAS=dev,crf` (crf builds a C++ extension: needs g++).
+EXTRAS ?= dev
+comma := ,
+# One stamp per choice of extras, so changing EXTRAS (or pyproject.toml) re-runs the install.
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 DEMO_DIR ?= demo_data
 
 .PHONY: setup demo test test-all lint clean
@@ -12,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 demo: $(STAMP)
