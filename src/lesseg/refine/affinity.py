@@ -111,7 +111,9 @@ def affinities_from_boundary(boundary: Tensor, radius: int) -> Tensor:
         shape = tuple(boundary.shape) if isinstance(boundary, Tensor) else type(boundary).__name__
         raise ValueError(f"boundary must be a [N, 1, H, W] tensor, got {shape}")
     if not boundary.is_floating_point():
-        raise ValueError(f"boundary must be a floating point tensor with values in [0, 1], got {boundary.dtype}")
+        raise ValueError(
+            f"boundary must be a floating point tensor with values in [0, 1], got {boundary.dtype}"
+        )
     if boundary.numel() and (boundary.min() < 0 or boundary.max() > 1):
         lo, hi = boundary.min().item(), boundary.max().item()
         raise ValueError(f"boundary values must lie in [0, 1] (probabilities), got [{lo:.4g}, {hi:.4g}]")
