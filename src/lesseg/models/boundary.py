@@ -98,7 +98,7 @@ class BoundaryNet(nn.Module):
         return {"boundary_logits": self.head(torch.cat(maps, dim=1))}
 
     def boundary(self, x: torch.Tensor) -> torch.Tensor:
-        """Boundary probabilities in [0, 1]: ``sigmoid`` of the logits, ``[N, 1, ceil(H / 4), ceil(W / 4)]``."""
+        """Sigmoid of the logits, in [0, 1]: ``[N, 1, ceil(H / 4), ceil(W / 4)]``."""
         return torch.sigmoid(self(x)["boundary_logits"])
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
