@@ -63,6 +63,13 @@ def test_label_crf_moves_the_label_edge_to_the_image_edge(dcrf):
         assert set(np.unique(refined)) == {0, 1}
 
 
+def test_read_only_image_as_pil_decodes_it(dcrf):
+    image = step_image()
+    image.flags.writeable = False  # np.asarray(PIL image) is read-only
+    out = crf_on_labels(image, step_labels(), 2)
+    assert edges(out) == {IMAGE_EDGE}
+
+
 def test_label_crf_maps_back_to_label_values_and_fills_ignored_pixels(dcrf):
     labels = np.where(step_labels() == 1, 15, 0)
     labels[:, 8:20] = 255  # a band of unknown pixels across the image edge

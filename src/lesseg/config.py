@@ -174,6 +174,56 @@ class PseudoLabelConfig:
 
     bg_threshold: float = _f(0.25, min=0)
     ignore_band: float = _f(0.0, min=0)
+    # "cams": straight from the CAMs; "random_walk": from the CAMs propagated over the boundary map (IRN,
+    # as Puzzle-CAM's official recipe), with the background plane at random_walk.bg_threshold.
+    source: str = _f("cams", choices=("cams", "random_walk"))
+    # Label CRF iterations on the pseudo-labels (0 = none; Puzzle-CAM's README: 1). Needs the crf extra.
+    crf_iterations: int = _f(0, min=0)
+
+
+@dataclass
+class AffinityLabelConfig:
+    """Affinity labels that train the boundary branch (IRN / Puzzle-CAM ``make_affinity_labels``).
+
+    With a background class: confident foreground (background plane at ``fg_threshold``) and confident
+    background (plane at ``bg_threshold``), each refined by ``crf_iterations`` of the label CRF (official:
+    10; 0 = thresholds only, for machines without the crf extra); pixels where they disagree are ignored.
+    Without one: a pixel takes its top class when its score is at least ``min_score`` and beats the
+    second by at least ``min_margin``, otherwise it is ignored."""
+
+    fg_threshold: float = _f(0.40, min=0)
+    bg_threshold: float = _f(0.10, min=0)
+    min_score: float = _f(0.3, min=0)
+    min_margin: float = _f(0.1, min=0)
+    crf_iterations: int = _f(10, min=0)
+
+
+def _boundary_optim() -> OptimConfig:
+    # IRN trains the boundary layers at lr 0.1 (no x10/x20 multipliers: every trained layer is new)
+    return OptimConfig(name="sgd", lr=0.1, weight_decay=1e-4, schedule="poly",
+                       lr_mult={"backbone_weight": 1.0, "backbone_bias": 1.0, "new_weight": 1.0, "new_bias": 1.0})  # fmt: skip
+
+
+@dataclass
+class BoundaryConfig:
+    """IRN's boundary branch on the trained classifier's frozen backbone, trained with the affinity loss
+    on pixel pairs within ``radius`` (at stride 4). Official: 3 epochs, lr 0.1, batch 32, crops of 512."""
+
+    radius: int = _f(10, min=1)
+    optim: OptimConfig = _f(_boundary_optim)
+    train: TrainConfig = _f(lambda: TrainConfig(epochs=3))
+
+
+@dataclass
+class RandomWalkConfig:
+    """IRN's random walk: transition matrix from boundary affinities within ``radius`` raised to ``beta``,
+    applied 2**exp_times times to the stride-4 CAMs times (1 - boundary); then a background plane at
+    ``bg_threshold`` (with a background class) or the argmax among the image's classes."""
+
+    radius: int = _f(5, min=1)
+    beta: float = _f(10.0, min=0)
+    exp_times: int = _f(8, min=0)
+    bg_threshold: float = _f(0.35, min=0)
 
 
 def _segmenter_model() -> ModelConfig:
@@ -213,6 +263,9 @@ class EvalConfig:
 
     references: bool = True  # untrained network, largest class by mask, random among tags
     gallery: int = _f(8, min=0)  # images shown in report.html
+    # Also run the refinement stages and score every pseudo-label variant (CAM, CAM + CRF, random walk,
+    # random walk + CRF) on train, whatever pseudo_labels.source is (the CRF rows need the crf extra).
+    refinement: bool = False
     bg_sweep: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 16))  # CAM mIoU sweep (bg only)
 
 
@@ -227,6 +280,9 @@ class Config:
     train: TrainConfig = _f(TrainConfig)
     cams: CamConfig = _f(CamConfig)
     pseudo_labels: PseudoLabelConfig = _f(PseudoLabelConfig)
+    affinity_labels: AffinityLabelConfig = _f(AffinityLabelConfig)
+    boundary: BoundaryConfig = _f(BoundaryConfig)
+    random_walk: RandomWalkConfig = _f(RandomWalkConfig)
     segmenter: SegmenterConfig = _f(SegmenterConfig)
     eval: EvalConfig = _f(EvalConfig)
 

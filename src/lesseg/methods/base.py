@@ -66,7 +66,7 @@ class Method:
         segmenter, evaluation)."""
         from lesseg.stages import weak_supervision_stages
 
-        return weak_supervision_stages()
+        return weak_supervision_stages(self.cfg)
 
     def training_step(self, model: nn.Module, batch: dict, ctx: StepContext) -> dict:
         """The losses of one batch; ``"loss"`` is what gets back-propagated."""

@@ -92,7 +92,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
             f"image must be a uint8 HxWx3 RGB array, got shape {image.shape}"
             + (" (a grayscale image: stack it to 3 channels)" if image.ndim == 2 else "")
         )
-    return np.ascontiguousarray(image)
+    # pydensecrf wants a writable C-contiguous buffer (images decoded by PIL are read-only views)
+    return np.require(image, requirements=["C", "W"])
 
 
 def _check_iterations(iterations: int) -> int:

@@ -9,18 +9,44 @@ from lesseg.stages.cams import evaluate_cams, infer_train_cams
 from lesseg.stages.classifier import train_classifier
 from lesseg.stages.pseudo_labels import make_pseudo_labels
 from lesseg.stages.references import compute_references
+from lesseg.stages.refinement import (
+    evaluate_refinement,
+    make_affinity_labels,
+    run_random_walk,
+    train_boundary,
+)
 from lesseg.stages.report import write_run_report
 from lesseg.stages.segmenter import evaluate_segmenter, train_segmenter
 
 CLASSIFIER_KEYS = ("method", "data", "model", "optim", "train")
 
 
-def weak_supervision_stages() -> list[Stage]:
-    return [
+def weak_supervision_stages(cfg=None) -> list[Stage]:
+    """The CAM family's pipeline; the refinement stages (affinity labels, boundary branch, random walk and
+    their evaluation) join when ``cfg`` asks for them (pseudo_labels.source=random_walk or
+    eval.refinement=true)."""
+    refine = cfg is not None and (cfg.pseudo_labels.source == "random_walk" or cfg.eval.refinement)
+    labels_need = (
+        ("cams", "random_walk")
+        if cfg is not None and cfg.pseudo_labels.source == "random_walk"
+        else ("cams",)
+    )
+    stages = [
         Stage("classifier", train_classifier, CLASSIFIER_KEYS),
         Stage("cams", infer_train_cams, ("cams",), ("classifier",)),
         Stage("cam_eval", evaluate_cams, ("eval.bg_sweep", "pseudo_labels.bg_threshold"), ("cams",)),
-        Stage("pseudo_labels", make_pseudo_labels, ("pseudo_labels",), ("cams",)),
+    ]
+    if refine:
+        stages += [
+            Stage("affinity_labels", make_affinity_labels, ("affinity_labels",), ("cams",)),
+            Stage("boundary", train_boundary, ("boundary",), ("affinity_labels", "classifier")),
+            Stage("random_walk", run_random_walk, ("random_walk",), ("boundary", "cams")),
+            Stage("refine_eval", evaluate_refinement, ("pseudo_labels", "random_walk"), ("random_walk",)),
+        ]
+    stages += [
+        Stage(
+            "pseudo_labels", make_pseudo_labels, ("pseudo_labels", "random_walk.bg_threshold"), labels_need
+        ),
         Stage(
             "segmenter",
             train_segmenter,
@@ -45,3 +71,4 @@ def weak_supervision_stages() -> list[Stage]:
         ),  # fmt: skip
         Stage("report", write_run_report, ("eval.gallery",), ("cam_eval", "evaluate", "references")),
     ]
+    return stages

@@ -1,4 +1,4 @@
-"""Stage `pseudo_labels`: CAMs to class-index palette PNGs, with their mIoU and coverage on train."""
+"""Stage `pseudo_labels`: CAMs (or their random walk) to class-index palette PNGs, with mIoU and coverage."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lesseg.data.imageio import load_label_png
+from lesseg.data.imageio import load_image, load_label_png
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
-from lesseg.refine import cams_to_labels, coverage, load_cams, save_pseudo_label
+from lesseg.refine import cams_to_labels, load_cams, save_pseudo_label
 from lesseg.stages.cams import cam_path
 from lesseg.stages.common import is_main, source_of
+
+FOLDERS = {"cams": "cams", "random_walk": "random_walk"}  # pseudo_labels.source -> where its maps are
 
 
 def label_path(ctx: RunContext, image_id: str) -> Path:
@@ -23,26 +25,54 @@ def load_pseudo_label(ctx: RunContext, image_id: str) -> np.ndarray:
 
 
 def make_pseudo_labels(ctx: RunContext) -> None:
-    out = pseudo_label_scores(ctx, "cams", write=is_main(ctx))
+    pl = ctx.cfg.pseudo_labels
+    out = pseudo_label_scores(ctx, FOLDERS[pl.source], write=is_main(ctx), crf_iterations=pl.crf_iterations)
     if is_main(ctx):
+        out.update(source=pl.source, crf_iterations=pl.crf_iterations)
         record_metrics(ctx.run_dir, "pseudo_labels", out)
 
 
-def pseudo_label_scores(ctx: RunContext, cam_folder: str, write: bool = False) -> dict:
-    """Pseudo-labels from the CAMs in ``cam_folder`` (written to pseudo_labels/ when ``write``); their
+def make_label(ctx: RunContext, record, folder: str, crf_iterations: int = 0) -> np.ndarray:
+    """One image's pseudo-label from the maps in ``folder`` (``cams``: background plane at
+    pseudo_labels.bg_threshold; ``random_walk``: at random_walk.bg_threshold), optionally refined by the
+    label CRF (ignored pixels are left to the CRF, then the ignore band is applied again)."""
+    cfg, source = ctx.cfg, source_of(ctx)
+    classes = source.classes
+    res = load_cams(cam_path(ctx, record.id, folder))
+    bg = None
+    if classes.background is not None:
+        bg = (
+            cfg.random_walk.bg_threshold
+            if folder == FOLDERS["random_walk"]
+            else cfg.pseudo_labels.bg_threshold
+        )
+    label = cams_to_labels(res, classes, bg_threshold=bg, ignore_band=cfg.pseudo_labels.ignore_band)
+    if crf_iterations and len(res.classes):
+        from lesseg.refine.crf import crf_on_labels
+
+        values = sorted({*np.asarray(classes.tag_indices)[res.classes].tolist(),
+                         *([classes.background_index] if bg is not None else [])})  # fmt: skip
+        banded = label == classes.ignore_index
+        label = crf_on_labels(load_image(record.image), label, len(values), iterations=crf_iterations,
+                              ignore_index=classes.ignore_index, label_values=values)  # fmt: skip
+        label[banded] = classes.ignore_index
+    return label
+
+
+def pseudo_label_scores(
+    ctx: RunContext, cam_folder: str, write: bool = False, crf_iterations: int = 0
+) -> dict:
+    """Pseudo-labels from the maps in ``cam_folder`` (written to pseudo_labels/ when ``write``); their
     mIoU on the labelled pixels against the training masks, and their coverage (the labelled fraction)."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
-    pl = cfg.pseudo_labels
-    bg = pl.bg_threshold if classes.background is not None else None
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     labelled = total = 0
     for r in source.split(cfg.data.train_split):
-        res = load_cams(cam_path(ctx, r.id, cam_folder))
-        label = cams_to_labels(res, classes, bg_threshold=bg, ignore_band=pl.ignore_band)
+        label = make_label(ctx, r, cam_folder, crf_iterations)
         if write:
             save_pseudo_label(label_path(ctx, r.id), label, classes)
-        labelled += coverage(label, classes.ignore_index) * label.size
+        labelled += int((label != classes.ignore_index).sum())
         total += label.size
         if r.mask is not None:  # evaluation only, after the label is made
             gt = source.load_mask(r)

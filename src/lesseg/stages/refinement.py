@@ -1,0 +1,163 @@
+"""Stages between CAMs and pseudo-labels (IRN's recipe, as Puzzle-CAM uses it):
+
+affinity_labels (confident CAM regions) -> boundary (IRN's boundary branch on the classifier's frozen
+backbone, trained with the affinity loss) -> random_walk (CAMs propagated within regions the boundary map
+encloses) -> refine_eval (pseudo-label mIoU and coverage of CAM, CAM + CRF, random walk, random walk + CRF).
+
+The official code puts an ImageNet backbone under the boundary branch; with random init that would be random
+features, so the trained classifier's backbone is used (it learned from the same tags: no mask is read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lesseg.data.dataset import SegDataset
+from lesseg.data.imageio import load_image, load_label_png
+from lesseg.data.splits import Supervision
+from lesseg.engine import Trainer
+from lesseg.eval import record_metrics
+from lesseg.models.boundary import BoundaryNet
+from lesseg.pipeline import RunContext
+from lesseg.predict import normalize_image
+from lesseg.refine import CamResult, load_cams, save_cams, save_pseudo_label
+from lesseg.refine.affinity import affinities_from_boundary, pair_offsets
+from lesseg.refine.affinity_labels import affinity_labels, downsample_labels
+from lesseg.refine.affinity_loss import affinity_loss
+from lesseg.refine.random_walk import propagate_labels
+from lesseg.stages.cams import cam_path
+from lesseg.stages.common import device_of, is_main, load_weights, method_of, save_weights, source_of
+from lesseg.stages.pseudo_labels import pseudo_label_scores
+
+RW_FOLDER = "random_walk"
+
+
+def _label_crf(iterations: int):
+    """The label CRF as ``affinity_labels`` calls it, or None for 0 iterations."""
+    if iterations == 0:
+        return None
+    from lesseg.refine.crf import crf_on_labels
+
+    def crf(image, labels, num_labels):
+        return crf_on_labels(image, labels, num_labels, iterations=iterations)
+
+    return crf
+
+
+def make_affinity_labels(ctx: RunContext) -> None:
+    cfg, source = ctx.cfg, source_of(ctx)
+    a = cfg.affinity_labels
+    bg = source.classes.background is not None
+    crf = _label_crf(a.crf_iterations) if bg else None
+    records = source.split(cfg.data.train_split)
+    if ctx.env is not None:
+        records = records[ctx.env.rank :: ctx.env.world_size]
+    for r in records:
+        res = load_cams(cam_path(ctx, r.id))
+        label = affinity_labels(res, source.classes, fg_threshold=a.fg_threshold, bg_threshold=a.bg_threshold,
+                                crf=crf, image=load_image(r.image) if crf else None, min_score=a.min_score,
+                                min_margin=a.min_margin)  # fmt: skip
+        save_pseudo_label(ctx.path("affinity_labels", f"{r.id}.png"), label, source.classes)
+
+
+def build_boundary_net(ctx: RunContext) -> BoundaryNet:
+    """A boundary branch on the trained classifier's backbone (frozen)."""
+    classifier = load_weights(ctx, "classifier", method_of(ctx).build_model())
+    return BoundaryNet(classifier.encoder)
+
+
+def train_boundary(ctx: RunContext) -> None:
+    cfg, source = ctx.cfg, source_of(ctx)
+    b = cfg.boundary
+    classes = source.classes
+    offsets = pair_offsets(b.radius)
+
+    def step(model, batch, _ctx) -> dict:
+        prob = torch.sigmoid(model(batch["image"])["boundary_logits"].float())
+        labels = downsample_labels(batch["mask"], tuple(prob.shape[-2:]))
+        affinity = affinities_from_boundary(prob, b.radius)
+        return affinity_loss(affinity, labels, offsets.to(prob.device), classes.background_index,
+                             classes.ignore_index)  # fmt: skip
+
+    def labels(r):
+        return load_label_png(ctx.path("affinity_labels", f"{r.id}.png")).astype(np.int64)
+
+    dataset = SegDataset(source, cfg.data.train_split, transform=method_of(ctx).train_transform(),
+                         supervision=Supervision(masks="none"), seed=b.train.seed, labels=labels)  # fmt: skip
+    torch.manual_seed(b.train.seed)
+    model = build_boundary_net(ctx)
+    boundary_cfg = dataclasses.replace(cfg, optim=b.optim, train=b.train)
+    trained = Trainer(boundary_cfg, model, step, dataset, ctx.run_dir, name="boundary", env=ctx.env).fit()
+    save_weights(ctx, "boundary", trained)
+
+
+@torch.inference_mode()
+def boundary_map(model: BoundaryNet, image: np.ndarray, device) -> torch.Tensor:
+    """[ceil(H/4), ceil(W/4)] boundary probabilities: the image and its flip, logits averaged (IRN)."""
+    x = normalize_image(image).to(device)
+    logits = model(torch.cat([x, x.flip(-1)]))["boundary_logits"].float()
+    return torch.sigmoid((logits[0, 0] + logits[1, 0].flip(-1)) / 2)
+
+
+def run_random_walk(ctx: RunContext) -> None:
+    cfg, source = ctx.cfg, source_of(ctx)
+    rw = cfg.random_walk
+    device = device_of(ctx)
+    model = build_boundary_net(ctx)
+    model.load_state_dict(
+        torch.load(ctx.path("checkpoints", "boundary_final.pt"), weights_only=True)["model"]
+    )
+    model = model.to(device).eval()
+    records = source.split(cfg.data.train_split)
+    if ctx.env is not None:
+        records = records[ctx.env.rank :: ctx.env.world_size]
+    for r in records:
+        res = load_cams(cam_path(ctx, r.id))
+        h, w = res.cams.shape[-2:]
+        if len(res.classes):
+            image = load_image(r.image)
+            edge = boundary_map(model, image, device).cpu()
+            # IRN walks its stride-4 CAMs; ours are at full resolution, so they are area-averaged onto the grid
+            grid = F.interpolate(torch.from_numpy(res.cams)[None], size=tuple(edge.shape), mode="area")[0]
+            walked = propagate_labels(grid, edge, None, rw.radius, rw.beta, rw.exp_times)
+            up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+            maps = (up[:, :h, :w] / up.max().clamp_min(1e-5)).numpy()  # IRN: divided by the global max
+        else:
+            maps = res.cams
+        save_cams(ctx.path(RW_FOLDER, f"{r.id}.npz"), CamResult(res.classes, maps.astype(np.float32)))
+
+
+VARIANTS = {  # name: (CAM folder, label CRF)
+    "cam": ("cams", False),
+    "cam_crf": ("cams", True),
+    "random_walk": (RW_FOLDER, False),
+    "random_walk_crf": (RW_FOLDER, True),
+}
+
+
+def evaluate_refinement(ctx: RunContext) -> None:
+    """Pseudo-label mIoU (on the labelled pixels) and coverage of each variant against the train masks;
+    the CRF rows are left out, with the reason, when the crf extra is missing."""
+    if not is_main(ctx):
+        return
+    from lesseg.refine.crf import CrfUnavailableError, _densecrf
+
+    cfg = ctx.cfg
+    try:
+        _densecrf()
+        crf_ok, why = True, ""
+    except CrfUnavailableError as e:
+        crf_ok, why = False, str(e)
+    iterations = cfg.pseudo_labels.crf_iterations or 1  # Puzzle-CAM's README: 1 iteration
+    out: dict = {}
+    for name, (folder, crf) in VARIANTS.items():
+        if crf and not crf_ok:
+            out[name] = {"skipped": why}
+            continue
+        scores = pseudo_label_scores(ctx, folder, crf_iterations=iterations if crf else 0)
+        out[name] = {"miou": scores.get("miou"), "coverage": scores["coverage"]}
+    record_metrics(ctx.run_dir, "refinement", out)
