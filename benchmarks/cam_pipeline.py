@@ -8,9 +8,9 @@ demo's scenes with and without a background class and runs configs/cam/synthetic
 starts from random init: no weights can be downloaded here. Runs go to runs/bench_*; a finished stage is
 not run again, so a killed benchmark resumes. Prints a table and writes benchmarks/results/cam_<name>.json.
 
-Besides the metrics it reports training images/s (classifier and segmenter, from the log), CAM-inference
-images/s (the cams stage: loading, multi-scale + flip passes, normalisation, writing), and the raw backbone
-forward throughput over exactly the same input tensors (same groups, scales, flips and padding), so
+Besides the metrics it reports training images/s (classifier and segmenter, from the log), the cams
+stage's images/s (with image loading and writing), and benchmarks/cam_speed.py's CAM-inference images/s
+beside the raw backbone forward over exactly the same input tensors, measured alternately in one process:
 their ratio shows what the CAM machinery costs on top of the network.
 """
 
@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,9 +31,7 @@ import torch
 from lesseg.api import run
 from lesseg.config import load_config
 from lesseg.data import read_dataset
-from lesseg.data.imageio import image_size
 from lesseg.data.synth import generate
-from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.eval import format_headline, headline, read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,32 +49,11 @@ def training_speed(run_dir: Path, stage: str) -> float | None:
     return float(np.mean(speeds)) if speeds else None
 
 
-@torch.inference_mode()
-def raw_forward_speed(cfg, run_dir: Path) -> dict:
-    """The trained classifier's bare forward passes over the tensors CAM inference feeds it: images sorted by
-    size, grouped by cams.batch_size, each group padded to its largest scaled size, flips doubling the
-    batch. No image loading, resizing, normalisation, upsampling or writing."""
-    from lesseg.methods import get_method
-
-    source = read_dataset(cfg.data.root, cfg.data.format, **cfg.data.options)
-    method = get_method(cfg.method.name)(cfg, source.classes)
-    model = method.build_model().eval()
-    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "classifier_final.pt")["model"])
-    records = [r for r in source.split(cfg.data.train_split) if source.tags_of(r)]
-    sizes = sorted(image_size(r.image) for r in records)
-    bs, flips = cfg.cams.batch_size, 2 if cfg.cams.flip else 1
-    pixels = 0
-    start = time.perf_counter()
-    for i in range(0, len(sizes), bs):
-        group = sizes[i : i + bs]
-        for s in cfg.cams.scales:
-            h = max(max(1, round(s * gh)) for gh, _ in group)
-            w = max(max(1, round(s * gw)) for _, gw in group)
-            model(torch.zeros(flips * len(group), 3, h, w))
-            pixels += flips * len(group) * h * w
-    seconds = time.perf_counter() - start
-    return {"images": len(records), "seconds": seconds, "images_per_s": len(records) / seconds,
-            "megapixels": pixels / 1e6}  # fmt: skip
+def cam_speed(run_dir: Path) -> dict:
+    """CAM inference vs raw forward on the run's first 48 training images (benchmarks/cam_speed.py)."""
+    script = Path(__file__).parent / "cam_speed.py"
+    subprocess.run([sys.executable, str(script), str(run_dir)], check=True)
+    return json.loads((RESULTS / f"cam_speed_{run_dir.name}.json").read_text())
 
 
 def bench_run(config: str, overrides: list[str]) -> dict:
@@ -86,8 +64,8 @@ def bench_run(config: str, overrides: list[str]) -> dict:
     metrics = read_metrics(run_dir)
     stages = json.loads((run_dir / "stages.json").read_text())
     n_train = len(read_dataset(cfg.data.root).split(cfg.data.train_split))
-    cam_speed = n_train / stages["cams"]["seconds"]
-    raw = raw_forward_speed(cfg, run_dir)
+    cams_stage_speed = n_train / stages["cams"]["seconds"]  # with loading and writing
+    speed = cam_speed(run_dir)
     print(format_headline(metrics))
     return {
         "run_dir": str(run_dir),
@@ -102,9 +80,8 @@ def bench_run(config: str, overrides: list[str]) -> dict:
             "classifier": training_speed(run_dir, "classifier"),
             "segmenter": training_speed(run_dir, "segmenter"),
         },  # fmt: skip
-        "cam_inference_images_per_s": cam_speed,
-        "raw_forward": raw,
-        "cam_vs_raw_ratio": cam_speed / raw["images_per_s"],
+        "cams_stage_images_per_s": cams_stage_speed,
+        "cam_speed": speed,
     }
 
 
@@ -123,8 +100,8 @@ def table(rows: dict[str, dict]) -> str:
         lines.append(" | ".join([
             name, g("cams", "miou"), g("cams", "multi_tag_miou"), g("cams", "best_threshold_miou"),
             g("pseudo_labels", "miou"), g("pseudo_labels", "coverage"), g("segmenter", "miou"), refs,
-            f"{r['train_images_per_s']['classifier']:.1f}", f"{r['cam_inference_images_per_s']:.2f}",
-            f"{r['raw_forward']['images_per_s']:.2f}",
+            f"{r['train_images_per_s']['classifier']:.1f}", f"{r['cam_speed']['cam_inference_images_per_s']:.2f}",
+            f"{r['cam_speed']['raw_forward_images_per_s']:.2f}",
         ]))  # fmt: skip
     return "\n".join(lines)
 
