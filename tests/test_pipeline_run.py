@@ -82,6 +82,8 @@ def test_run_writes_every_stage_and_caches(finished_run, capsys):
     assert "stage classifier: up to date" in out and "stage cams: up to date" in out
     assert "stage pseudo_labels: running" in out and "stage segmenter: running" in out
     assert json.loads((run / "metrics.json").read_text())["cams"]["bg_threshold"] == 0.4
+    # ...and the segmenter trains afresh on the new labels instead of resuming its finished checkpoint
+    assert "resumed" not in (run / "log.jsonl").read_text()
 
 
 def test_references_by_hand(finished_run):

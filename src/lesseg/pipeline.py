@@ -29,6 +29,7 @@ class RunContext:
     run_dir: Path
     env: Any = None
     cache: dict[str, Any] = field(default_factory=dict)  # e.g. the dataset source, the method object
+    inputs_key: str = ""  # hash of the running stage's upstream stages (set by Pipeline.run)
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
@@ -96,6 +97,8 @@ class Pipeline:
                 raise ConfigError(f"stage {name!r} needs {', '.join(stale)} first (run without --stage)")
             log(f"stage {name}: running")
             start = time.perf_counter()
+            # a training stage must not resume a checkpoint trained on other upstream artifacts
+            ctx.inputs_key = config_hash({n: self.stage_hash(n, ctx.cfg) for n in stage.needs})
             stage.run(ctx)
             if ctx.env is not None and ctx.env.distributed:
                 from lesseg.engine.distributed import barrier

@@ -132,6 +132,8 @@ class Trainer:
         run_dir: the run folder; checkpoints go to ``run_dir/checkpoints/<name>_last.pt``.
         name: the stage's name, so several trained networks can share a run folder.
         param_groups: named parameter groups; by default the model's ``param_groups()``.
+        inputs_key: identifies the inputs that are not in ``cfg`` (e.g. the pseudo-labels a segmenter trains
+            on); a checkpoint written under another key is not resumed.
     """
 
     def __init__(
@@ -144,8 +146,10 @@ class Trainer:
         name: str = "train",
         param_groups: dict | None = None,
         env: DistEnv | None = None,
+        inputs_key: str = "",
     ):
         self.cfg, self.step_fn, self.dataset = cfg, step_fn, dataset
+        self.inputs_key = inputs_key
         self.run_dir = Path(run_dir)
         self.name = name
         self.env = env or init_distributed(cfg.train.device)
@@ -191,7 +195,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
 
         epoch, batch_in_epoch, step = 0, 0, 0
-        key = resume_key(cfg)
+        key = resume_key(cfg) + self.inputs_key
         ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.is_file() else None
         if ckpt is not None and ckpt.get("resume_key") != key:
             ckpt = None  # written under other settings: start over rather than continue another run

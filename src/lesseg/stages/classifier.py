@@ -18,6 +18,13 @@ def train_classifier(ctx: RunContext) -> None:
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
     trained = Trainer(
-        cfg, model, method.training_step, dataset, ctx.run_dir, name="classifier", env=ctx.env
+        cfg,
+        model,
+        method.training_step,
+        dataset,
+        ctx.run_dir,
+        name="classifier",
+        env=ctx.env,
+        inputs_key=ctx.inputs_key,
     ).fit()
     save_weights(ctx, "classifier", trained)

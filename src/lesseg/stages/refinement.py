@@ -91,7 +91,16 @@ def train_boundary(ctx: RunContext) -> None:
     torch.manual_seed(b.train.seed)
     model = build_boundary_net(ctx)
     boundary_cfg = dataclasses.replace(cfg, optim=b.optim, train=b.train)
-    trained = Trainer(boundary_cfg, model, step, dataset, ctx.run_dir, name="boundary", env=ctx.env).fit()
+    trained = Trainer(
+        boundary_cfg,
+        model,
+        step,
+        dataset,
+        ctx.run_dir,
+        name="boundary",
+        env=ctx.env,
+        inputs_key=ctx.inputs_key,
+    ).fit()
     save_weights(ctx, "boundary", trained)
 
 

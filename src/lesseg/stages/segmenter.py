@@ -66,7 +66,9 @@ def train_segmenter(ctx: RunContext) -> None:
     model = build_segmenter(cfg, source.classes.num_classes)
     if cfg.segmenter.init_from_classifier:
         init_encoder_from_classifier(ctx, model)
-    trained = Trainer(seg_cfg, model, _step, dataset, ctx.run_dir, name="segmenter", env=ctx.env).fit()
+    trained = Trainer(
+        seg_cfg, model, _step, dataset, ctx.run_dir, name="segmenter", env=ctx.env, inputs_key=ctx.inputs_key
+    ).fit()
     save_weights(ctx, "segmenter", trained)
 
 
