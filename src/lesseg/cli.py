@@ -6,6 +6,7 @@ Only commands that work are listed. Bad input is one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -211,6 +212,8 @@ def _cmd_run(args) -> int:
         from lesseg.eval import format_headline, read_metrics
 
         run_dir = run(cfg, stage=args.stage)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+            return 0
         metrics = read_metrics(run_dir)
         if metrics:
             print(format_headline(metrics))
