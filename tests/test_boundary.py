@@ -239,3 +239,13 @@ def test_affinity_loss_errors() -> None:
         affinity_loss(AFFINITY, LABELS[0], OFFSETS, background_index=0)
     with pytest.raises(ValueError, match="integer"):
         affinity_loss(AFFINITY, LABELS.float(), OFFSETS, background_index=0)
+
+
+def test_config_defaults_match_the_measured_thresholds() -> None:
+    from lesseg.config import AffinityLabelConfig
+    from lesseg.refine.affinity_labels import BG_THRESHOLD, FG_THRESHOLD, MIN_MARGIN, MIN_SCORE
+
+    c = AffinityLabelConfig()
+    assert (c.fg_threshold, c.bg_threshold, c.min_score, c.min_margin) == (
+        FG_THRESHOLD, BG_THRESHOLD, MIN_SCORE, MIN_MARGIN,
+    )  # fmt: skip

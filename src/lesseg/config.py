@@ -193,8 +193,8 @@ class AffinityLabelConfig:
 
     fg_threshold: float = _f(0.40, min=0)
     bg_threshold: float = _f(0.10, min=0)
-    min_score: float = _f(0.3, min=0)
-    min_margin: float = _f(0.1, min=0)
+    min_score: float = _f(0.2, min=0)  # see refine/affinity_labels.py: MIN_SCORE, MIN_MARGIN
+    min_margin: float = _f(0.2, min=0)
     crf_iterations: int = _f(10, min=0)
 
 
