@@ -83,6 +83,15 @@ def _densecrf() -> ModuleType:
     return dcrf
 
 
+def crf_unavailable_reason() -> str | None:
+    """None when the dense CRF can run, else why not (and how to install it)."""
+    try:
+        _densecrf()
+    except CrfUnavailableError as e:
+        return str(e)
+    return None
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:

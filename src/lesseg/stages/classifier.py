@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from lesseg.data.dataset import SegDataset
-from lesseg.engine import Trainer
 from lesseg.pipeline import RunContext
-from lesseg.stages.common import method_of, save_weights, source_of
+from lesseg.stages.common import method_of, source_of, train_and_save
 
 
 def train_classifier(ctx: RunContext) -> None:
@@ -17,14 +16,4 @@ def train_classifier(ctx: RunContext) -> None:
                          supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
-    trained = Trainer(
-        cfg,
-        model,
-        method.training_step,
-        dataset,
-        ctx.run_dir,
-        name="classifier",
-        env=ctx.env,
-        inputs_key=ctx.inputs_key,
-    ).fit()
-    save_weights(ctx, "classifier", trained)
+    train_and_save(ctx, "classifier", cfg, model, method.training_step, dataset)

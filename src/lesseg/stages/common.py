@@ -36,6 +36,19 @@ def save_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> Path:
     return path
 
 
+def train_and_save(ctx: RunContext, name: str, cfg, model: torch.nn.Module, step, dataset) -> torch.nn.Module:
+    """Train ``model`` with the engine under ``cfg`` (its optim/train sections) as stage ``name``, resuming
+    only a checkpoint made from the same upstream artifacts; keep ``checkpoints/<name>_final.pt``."""
+    from lesseg.engine import Trainer
+
+    trainer = Trainer(
+        cfg, model, step, dataset, ctx.run_dir, name=name, env=ctx.env, inputs_key=ctx.inputs_key
+    )
+    trained = trainer.fit()
+    save_weights(ctx, name, trained)
+    return trained
+
+
 def load_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> torch.nn.Module:
     model.load_state_dict(load_checkpoint(ctx.path("checkpoints", f"{name}_final.pt"))["model"])
     return model

@@ -13,8 +13,6 @@ from lesseg.refine import cams_to_labels, load_cams, save_pseudo_label
 from lesseg.stages.cams import cam_path
 from lesseg.stages.common import is_main, source_of
 
-FOLDERS = {"cams": "cams", "random_walk": "random_walk"}  # pseudo_labels.source -> where its maps are
-
 
 def label_path(ctx: RunContext, image_id: str) -> Path:
     return ctx.path("pseudo_labels", f"{image_id}.png")
@@ -26,7 +24,7 @@ def load_pseudo_label(ctx: RunContext, image_id: str) -> np.ndarray:
 
 def make_pseudo_labels(ctx: RunContext) -> None:
     pl = ctx.cfg.pseudo_labels
-    out = pseudo_label_scores(ctx, FOLDERS[pl.source], write=is_main(ctx), crf_iterations=pl.crf_iterations)
+    out = pseudo_label_scores(ctx, pl.source, write=is_main(ctx), crf_iterations=pl.crf_iterations)
     if is_main(ctx):
         out.update(source=pl.source, crf_iterations=pl.crf_iterations)
         record_metrics(ctx.run_dir, "pseudo_labels", out)
@@ -41,11 +39,7 @@ def make_label(ctx: RunContext, record, folder: str, crf_iterations: int = 0) ->
     res = load_cams(cam_path(ctx, record.id, folder))
     bg = None
     if classes.background is not None:
-        bg = (
-            cfg.random_walk.bg_threshold
-            if folder == FOLDERS["random_walk"]
-            else cfg.pseudo_labels.bg_threshold
-        )
+        bg = cfg.random_walk.bg_threshold if folder == "random_walk" else cfg.pseudo_labels.bg_threshold
     label = cams_to_labels(res, classes, bg_threshold=bg, ignore_band=cfg.pseudo_labels.ignore_band)
     if crf_iterations and len(res.classes):
         from lesseg.refine.crf import crf_on_labels

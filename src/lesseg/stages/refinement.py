@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image, load_label_png
 from lesseg.data.splits import Supervision
-from lesseg.engine import Trainer
 from lesseg.eval import record_metrics
 from lesseg.models.boundary import BoundaryNet
 from lesseg.pipeline import RunContext
@@ -30,7 +29,7 @@ from lesseg.refine.affinity_labels import affinity_labels, downsample_labels
 from lesseg.refine.affinity_loss import affinity_loss
 from lesseg.refine.random_walk import propagate_labels
 from lesseg.stages.cams import cam_path
-from lesseg.stages.common import device_of, is_main, load_weights, method_of, save_weights, source_of
+from lesseg.stages.common import device_of, is_main, load_weights, method_of, source_of, train_and_save
 from lesseg.stages.pseudo_labels import pseudo_label_scores
 
 RW_FOLDER = "random_walk"
@@ -91,17 +90,7 @@ def train_boundary(ctx: RunContext) -> None:
     torch.manual_seed(b.train.seed)
     model = build_boundary_net(ctx)
     boundary_cfg = dataclasses.replace(cfg, optim=b.optim, train=b.train)
-    trained = Trainer(
-        boundary_cfg,
-        model,
-        step,
-        dataset,
-        ctx.run_dir,
-        name="boundary",
-        env=ctx.env,
-        inputs_key=ctx.inputs_key,
-    ).fit()
-    save_weights(ctx, "boundary", trained)
+    train_and_save(ctx, "boundary", boundary_cfg, model, step, dataset)
 
 
 @torch.inference_mode()
@@ -116,10 +105,7 @@ def run_random_walk(ctx: RunContext) -> None:
     cfg, source = ctx.cfg, source_of(ctx)
     rw = cfg.random_walk
     device = device_of(ctx)
-    model = build_boundary_net(ctx)
-    model.load_state_dict(
-        torch.load(ctx.path("checkpoints", "boundary_final.pt"), weights_only=True)["model"]
-    )
+    model = load_weights(ctx, "boundary", build_boundary_net(ctx))
     model = model.to(device).eval()
     records = source.split(cfg.data.train_split)
     if ctx.env is not None:
@@ -153,18 +139,14 @@ def evaluate_refinement(ctx: RunContext) -> None:
     the CRF rows are left out, with the reason, when the crf extra is missing."""
     if not is_main(ctx):
         return
-    from lesseg.refine.crf import CrfUnavailableError, _densecrf
+    from lesseg.refine.crf import crf_unavailable_reason
 
     cfg = ctx.cfg
-    try:
-        _densecrf()
-        crf_ok, why = True, ""
-    except CrfUnavailableError as e:
-        crf_ok, why = False, str(e)
+    why = crf_unavailable_reason()
     iterations = cfg.pseudo_labels.crf_iterations or 1  # Puzzle-CAM's README: 1 iteration
     out: dict = {}
     for name, (folder, crf) in VARIANTS.items():
-        if crf and not crf_ok:
+        if crf and why:
             out[name] = {"skipped": why}
             continue
         scores = pseudo_label_scores(ctx, folder, crf_iterations=iterations if crf else 0)

@@ -10,14 +10,13 @@ import torch.nn.functional as F
 from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
 from lesseg.data.splits import Supervision
-from lesseg.engine import Trainer
 from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
 from lesseg.predict import predict_logits
-from lesseg.stages.common import device_of, is_main, load_weights, save_weights, source_of
+from lesseg.stages.common import device_of, is_main, load_weights, source_of, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
 
@@ -66,10 +65,7 @@ def train_segmenter(ctx: RunContext) -> None:
     model = build_segmenter(cfg, source.classes.num_classes)
     if cfg.segmenter.init_from_classifier:
         init_encoder_from_classifier(ctx, model)
-    trained = Trainer(
-        seg_cfg, model, _step, dataset, ctx.run_dir, name="segmenter", env=ctx.env, inputs_key=ctx.inputs_key
-    ).fit()
-    save_weights(ctx, "segmenter", trained)
+    train_and_save(ctx, "segmenter", seg_cfg, model, _step, dataset)
 
 
 def evaluate_segmenter(ctx: RunContext) -> None:
