@@ -69,6 +69,23 @@ def test_param_groups_only_new_layers(net: BoundaryNet) -> None:
     assert net.head.in_channels == 32 * len(net.encoder.channels)
 
 
+def test_unfrozen_backbone_trains_with_fixed_bn_statistics() -> None:
+    torch.manual_seed(0)
+    net = BoundaryNet(create_backbone("resnet18", output_stride=16), freeze_backbone=False).train()
+    assert not net.encoder.training
+    bn = next(m for m in net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    running_mean = bn.running_mean.clone()
+    net(torch.randn(2, 3, 48, 48))["boundary_logits"].mean().backward()
+    assert torch.equal(bn.running_mean, running_mean)
+    assert all(p.grad is not None for p in net.encoder.parameters() if p.requires_grad)
+    groups = net.param_groups()
+    encoder = {id(p) for p in net.encoder.parameters()}
+    assert {id(p) for p in groups["backbone_weight"] + groups["backbone_bias"]} == encoder
+    assert not any(id(p) in encoder for p in groups["new_weight"] + groups["new_bias"])
+    with torch.no_grad():  # inference builds no graph through the backbone either
+        assert not net(torch.randn(1, 3, 48, 48))["boundary_logits"].requires_grad
+
+
 def test_boundary_rejects_bad_input(net: BoundaryNet) -> None:
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         net(torch.randn(3, 32, 32))

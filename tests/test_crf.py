@@ -9,8 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from lesseg.data.classes import ClassInfo
 from lesseg.errors import LessegError
+from lesseg.predict import Predictor
 from lesseg.refine.crf import CrfUnavailableError, crf_on_labels, dense_crf
 
 SKIP_REASON = "dense CRF needs the crf extra: pip install 'lesseg[crf]'"
@@ -148,3 +151,29 @@ def test_crf_on_labels_rejects_bad_input(labels, kwargs, match):
     kwargs = {"num_labels": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         crf_on_labels(step_image(), labels, **kwargs)
+
+
+class _SoftStep(torch.nn.Module):
+    """A "segmenter" whose logits change class smoothly at LABEL_EDGE, 4 px left of the image edge."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        cols = torch.arange(x.shape[-1], dtype=torch.float32) - LABEL_EDGE + 0.5
+        fg = (0.3 * cols).expand(x.shape[0], 1, x.shape[2], x.shape[3])
+        return {"logits": torch.cat([torch.zeros_like(fg), fg], dim=1)}
+
+
+def test_predictor_test_time_crf_snaps_to_the_image_edge(dcrf):
+    classes = ClassInfo(classes=("background", "thing"), background="background")
+    plain = Predictor(_SoftStep(), classes, device="cpu").predict(step_image())
+    assert edges(plain) == {LABEL_EDGE}
+    crf = Predictor(_SoftStep(), classes, device="cpu", crf_iterations=10).predict(step_image())
+    assert all(abs(e - IMAGE_EDGE) <= 1 for e in edges(crf)) and crf.dtype == np.int64
+
+
+def test_predictor_crf_errors(monkeypatch):
+    with pytest.raises(ValueError, match="crf_iterations must be an integer >= 0"):
+        Predictor(_SoftStep(), ClassInfo(classes=("a", "b")), device="cpu", crf_iterations=-1)
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    with pytest.raises(CrfUnavailableError, match=r"lesseg\[crf\]"):  # at construction, not mid-run
+        Predictor(_SoftStep(), ClassInfo(classes=("a", "b")), device="cpu", crf_iterations=10)

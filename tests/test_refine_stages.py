@@ -18,13 +18,17 @@ TINY = ["data.crop_size=48", "data.scale_range=[0.9,1.1]", "data.batch_size=8", 
         "eval.gallery=2", "eval.references=false"]  # fmt: skip
 
 
-@pytest.mark.parametrize("background", ["textured", "none"])
-def test_random_walk_pipeline(tmp_path, background, capsys):
+# the no-background run also walks on images resized x2 (boundary.image_scale): the maps still come back at
+# the image's size
+@pytest.mark.parametrize(("background", "image_scale"), [("textured", 1.0), ("none", 2.0)])
+def test_random_walk_pipeline(tmp_path, background, image_scale, capsys):
     data = tmp_path / "data"
     generate(data, images=16, classes=4, seed=0, size=48, background=background)
-    crf = [] if HAS_CRF else ["affinity_labels.crf_iterations=0"]
+    # with the extra, the segmenter's val predictions also go through the test-time CRF
+    crf = ["segmenter.test_crf_iterations=2"] if HAS_CRF else ["affinity_labels.crf_iterations=0"]
     args = ["run", "configs/cam/synthetic.yaml", f"data.root={data}", f"run_dir={tmp_path}",
-            "pseudo_labels.source=random_walk", "eval.refinement=true", *crf, *TINY]  # fmt: skip
+            "pseudo_labels.source=random_walk", "eval.refinement=true", f"boundary.image_scale={image_scale}",
+            *crf, *TINY]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     for stage in ("affinity_labels", "boundary", "random_walk", "refine_eval", "pseudo_labels"):
@@ -39,6 +43,7 @@ def test_random_walk_pipeline(tmp_path, background, capsys):
     else:
         assert "lesseg[crf]" in rows["cam_crf"]["skipped"]
     assert metrics["pseudo_labels"]["source"] == "random_walk"
+    assert metrics["segmenter"]["test_crf_iterations"] == (2 if HAS_CRF else 0)
     assert metrics["pseudo_labels"]["miou"] == pytest.approx(rows["random_walk"]["miou"])
     for p in sorted((run / "random_walk").iterdir()):
         res = load_cams(p)

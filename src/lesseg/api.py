@@ -46,12 +46,13 @@ def train(cfg) -> Path:
     return run(cfg, stage="classifier", log=lambda _: None)
 
 
-def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device: str = "auto"):
-    """A finished run's segmenter as a :class:`lesseg.predict.Predictor` (the run's test-time scales and
-    flip unless given)."""
+def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device: str = "auto",
+             crf_iterations: int | None = None):  # fmt: skip
+    """A finished run's segmenter as a :class:`lesseg.predict.Predictor` (the run's test-time scales, flip
+    and CRF iterations unless given)."""
     from lesseg.predict import Predictor
 
-    return Predictor.from_run(run_dir, scales=scales, flip=flip, device=device)
+    return Predictor.from_run(run_dir, scales=scales, flip=flip, device=device, crf_iterations=crf_iterations)
 
 
 def predict(run_dir: str | Path, images, out_dir: str | Path, **kwargs) -> list[Path]:

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="add flipped passes")
     flip.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped passes")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    predict.add_argument(
+        "--crf", type=int, metavar="N", help="dense-CRF iterations on the probabilities (Puzzle-CAM: 10; "
+        "needs the crf extra; default: the run's segmenter.test_crf_iterations)",
+    )  # fmt: skip
     predict.set_defaults(func=_cmd_predict)
 
     train = commands.add_parser(
@@ -140,7 +144,8 @@ def _scales(text: str) -> tuple[float, ...]:
 def _cmd_predict(args) -> int:
     from lesseg.api import load_run
 
-    predictor = load_run(args.run, scales=args.scales, flip=args.flip, device=args.device)
+    predictor = load_run(args.run, scales=args.scales, flip=args.flip, device=args.device,
+                         crf_iterations=args.crf)  # fmt: skip
     written = predictor.predict_files(args.images, args.out)
     print(f"{len(written)} masks (class-index PNG) and overlays (<name>_overlay.png) in {args.out}")
     return 0

@@ -207,9 +207,21 @@ def _boundary_optim() -> OptimConfig:
 @dataclass
 class BoundaryConfig:
     """IRN's boundary branch on the trained classifier's frozen backbone, trained with the affinity loss
-    on pixel pairs within ``radius`` (at stride 4). Official: 3 epochs, lr 0.1, batch 32, crops of 512."""
+    on pixel pairs within ``radius`` (at stride 4). Official: 3 epochs, lr 0.1, batch 32, crops of 512.
+
+    ``freeze_backbone``: True (IRN, default) trains only the branch on detached features; False also
+    trains the classifier's backbone weights (BatchNorm statistics stay fixed), see
+    :class:`lesseg.models.BoundaryNet`.
+
+    ``image_scale``: the branch trains (crops of ``data.crop_size`` and rescaling of ``data.scale_range``,
+    both times this factor) and the random walk runs on images resized by this factor. IRN's geometry is a
+    128x128 stride-4 grid for 512-pixel crops of VOC's large objects; small images with small objects (the
+    synthetic scenes, 128 px) leave objects a few cells wide, where the boundary ring covers them whole, so
+    their configs raise it. 1.0 (default) is the official recipe."""
 
     radius: int = _f(10, min=1)
+    freeze_backbone: bool = True
+    image_scale: float = _f(1.0, min=0.1)
     optim: OptimConfig = _f(_boundary_optim)
     train: TrainConfig = _f(lambda: TrainConfig(epochs=3))
 
@@ -255,6 +267,9 @@ class SegmenterConfig:
     train: TrainConfig = _f(TrainConfig)
     test_scales: tuple[float, ...] = _f((1.0,), check=(lambda t: len(t) > 0 and min(t) > 0, "positive"))
     test_flip: bool = False  # the papers' test-time protocol: scales (0.5, 0.75, 1, 1.25, 1.5) with flips
+    # Dense CRF on the softmax of the summed logits (Puzzle-CAM's test protocol: 10 iterations; Gaussian
+    # sxy 3 compat 3, bilateral sxy 80 srgb 13 compat 10). 0 (default) is off: it needs the crf extra.
+    test_crf_iterations: int = _f(0, min=0)
 
 
 @dataclass

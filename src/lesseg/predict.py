@@ -74,18 +74,31 @@ class Predictor:
         classes: the dataset's class metadata (names, background, ignore index).
         scales: test-time scales; flip: add horizontally flipped passes.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        crf_iterations: mean-field iterations of a dense CRF on the softmax of the summed logits before the
+            argmax (Puzzle-CAM tests with 10); 0 for none. Needs the ``crf`` extra
+            (:class:`~lesseg.refine.crf.CrfUnavailableError` names it when missing).
     """
 
     def __init__(self, model: torch.nn.Module, classes: ClassInfo, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, device: str = "auto"):  # fmt: skip
+                 flip: bool = False, device: str = "auto", crf_iterations: int = 0):  # fmt: skip
+        if isinstance(crf_iterations, bool) or not isinstance(crf_iterations, int) or crf_iterations < 0:
+            raise ValueError(f"crf_iterations must be an integer >= 0, got {crf_iterations!r}")
+        if crf_iterations:
+            from lesseg.refine.crf import CrfUnavailableError, crf_unavailable_reason
+
+            why = crf_unavailable_reason()
+            if why:
+                raise CrfUnavailableError(why)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.classes, self.scales, self.flip = classes, tuple(scales), flip
+        self.crf_iterations = crf_iterations
 
     @classmethod
     def from_run(cls, run_dir: str | Path, scales: Sequence[float] | None = None, flip: bool | None = None,
-                 device: str = "auto") -> Predictor:  # fmt: skip
-        """The segmenter of a finished run (its config's test protocol unless ``scales``/``flip`` say)."""
+                 device: str = "auto", crf_iterations: int | None = None) -> Predictor:  # fmt: skip
+        """The segmenter of a finished run (its config's test protocol unless ``scales``, ``flip`` or
+        ``crf_iterations`` say)."""
         from lesseg.config import load_config
         from lesseg.stages.segmenter import build_segmenter
 
@@ -102,8 +115,9 @@ class Predictor:
         model = build_segmenter(cfg, classes.num_classes)
         model.load_state_dict(load_checkpoint(weights)["model"])
         seg = cfg.segmenter
+        crf = seg.test_crf_iterations if crf_iterations is None else crf_iterations
         return cls(model, classes, seg.test_scales if scales is None else scales,
-                   seg.test_flip if flip is None else flip, device)  # fmt: skip
+                   seg.test_flip if flip is None else flip, device, crf)  # fmt: skip
 
     def probabilities(self, image: np.ndarray) -> torch.Tensor:
         """[C,H,W] class scores of one HxWx3 uint8 RGB image (averaged over the test-time passes)."""
@@ -115,8 +129,14 @@ class Predictor:
         return (predict_logits(self.model, x, self.scales, self.flip)[0] / n).cpu()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """HxW int64 class indices of one HxWx3 uint8 RGB image."""
-        return self.probabilities(image).argmax(0).numpy().astype(np.int64)
+        """HxW int64 class indices of one HxWx3 uint8 RGB image (after the dense CRF if configured)."""
+        scores = self.probabilities(image)
+        if self.crf_iterations:
+            from lesseg.refine.crf import dense_crf
+
+            probs = torch.softmax(scores.float(), dim=0).numpy()
+            return dense_crf(image, probs, iterations=self.crf_iterations).argmax(0).astype(np.int64)
+        return scores.argmax(0).numpy().astype(np.int64)
 
     def predict_files(
         self, paths: Iterable[str | Path], out_dir: str | Path, alpha: float = 0.5

@@ -25,6 +25,20 @@ from lesseg.models.backbones import Backbone
 PARAM_GROUPS = ("backbone_weight", "backbone_bias", "new_weight", "new_bias")
 
 
+def split_param_groups(model: nn.Module, encoder: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """``model``'s trainable parameters in the four groups of :data:`PARAM_GROUPS`: those of ``encoder``
+    (a submodule) are ``backbone_*``, the rest ``new_*``; tensors with 2+ dims are ``*_weight``, 1-D ones
+    (biases, norm scales) ``*_bias``. Frozen parameters are left out; shared tensors appear once."""
+    groups: dict[str, list[nn.Parameter]] = {g: [] for g in PARAM_GROUPS}
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    for p in model.parameters():  # nn.Module.parameters() yields each shared tensor once
+        if not p.requires_grad:
+            continue
+        where = "backbone" if id(p) in encoder_ids else "new"
+        groups[f"{where}_{'weight' if p.ndim > 1 else 'bias'}"].append(p)
+    return groups
+
+
 class SegmentationModel(nn.Module):
     """Base of lesseg models: ``encoder`` (a :class:`~lesseg.models.Backbone`) -> ``decoder`` -> ``head``.
 
@@ -84,14 +98,7 @@ class SegmentationModel(nn.Module):
         (the same split of decoder and head). Optimisers typically scale the learning rate by 1, 2, 10, 20
         and skip weight decay on the bias groups. Each trainable parameter appears in exactly one group.
         """
-        groups: dict[str, list[nn.Parameter]] = {g: [] for g in PARAM_GROUPS}
-        encoder_ids = {id(p) for p in self.encoder.parameters()}
-        for p in self.parameters():  # nn.Module.parameters() yields each shared tensor once
-            if not p.requires_grad:
-                continue
-            where = "backbone" if id(p) in encoder_ids else "new"
-            groups[f"{where}_{'weight' if p.ndim > 1 else 'bias'}"].append(p)
-        return groups
+        return split_param_groups(self, self.encoder)
 
 
 _MODELS: dict[str, Callable[..., SegmentationModel]] = {}

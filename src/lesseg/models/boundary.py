@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lesseg.models.backbones import Backbone
-from lesseg.models.base import PARAM_GROUPS
+from lesseg.models.base import split_param_groups
 
 #: Stride of the boundary map (IRN: a 512x512 crop gives a 128x128 map).
 BOUNDARY_STRIDE = 4
@@ -44,9 +44,14 @@ class BoundaryNet(nn.Module):
         backbone: a :class:`~lesseg.models.Backbone` (from :func:`~lesseg.models.create_backbone`). The
             lesseg pipeline passes the trained CAM classifier's encoder. The official IRN / Puzzle-CAM code
             uses an ImageNet-pretrained ResNet-50 instead; a backbone with random init would give random
-            features, so pass trained or pretrained weights. The backbone is frozen *in place*
-            (``requires_grad`` off, kept in eval mode so BatchNorm statistics stay fixed): pass a copy
-            (``copy.deepcopy(classifier.encoder)``) if the classifier is to be trained further.
+            features, so pass trained or pretrained weights. The backbone's BatchNorm statistics stay
+            fixed (it is kept in eval mode) and, with ``freeze_backbone``, so are its weights, *in place*
+            (``requires_grad`` off): pass a copy (``copy.deepcopy(classifier.encoder)``) to keep the
+            original trainable.
+        freeze_backbone: IRN's choice and the default (True): the branch reads detached features. False
+            trains the backbone's weights with the branch (its BatchNorm statistics still fixed), for
+            backbones whose features hold too little edge information, e.g. one trained from scratch on a
+            small dataset; the backbone then falls in the ``backbone_*`` parameter groups.
 
     Every level the backbone returns gets a branch. A level of stride ``r`` is resized to the stride-4
     grid of ``ceil(H / 4) x ceil(W / 4)`` cells: upsampled bilinearly by ``r / 4`` (IRN's
@@ -56,17 +61,20 @@ class BoundaryNet(nn.Module):
     final 1x1 convolution keeps PyTorch's default init, with a bias.
 
     ``forward(x)`` returns ``{"boundary_logits": [N, 1, ceil(H / 4), ceil(W / 4)]}``; :meth:`boundary`
-    gives the sigmoid probabilities. The features are computed without gradient (IRN detaches them).
+    gives the sigmoid probabilities. With a frozen backbone the features are computed without gradient
+    (IRN detaches them).
     """
 
-    def __init__(self, backbone: Backbone):
+    def __init__(self, backbone: Backbone, freeze_backbone: bool = True):
         super().__init__()
         if not isinstance(backbone, Backbone):
             raise ValueError(
                 f"backbone must be a lesseg Backbone (from create_backbone), got {type(backbone).__name__}"
             )
         self.encoder = backbone
-        self.encoder.requires_grad_(False)
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone:
+            self.encoder.requires_grad_(False)
         self.encoder.eval()
         self.branches = nn.ModuleList(
             nn.Sequential(
@@ -89,11 +97,11 @@ class BoundaryNet(nn.Module):
         """Boundary logits ``[N, 1, ceil(H / 4), ceil(W / 4)]`` of a batch ``x`` of shape ``[N, 3, H, W]``."""
         self._check_input(x)
         size = (math.ceil(x.shape[2] / BOUNDARY_STRIDE), math.ceil(x.shape[3] / BOUNDARY_STRIDE))
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             features = self.encoder(x)
         maps = []
         for branch, feature, reduction in zip(self.branches, features, self.encoder.reductions):
-            y = _to_grid(branch(feature.detach()), reduction, size)
+            y = _to_grid(branch(feature), reduction, size)
             maps.append(F.relu(y))
         return {"boundary_logits": self.head(torch.cat(maps, dim=1))}
 
@@ -102,17 +110,10 @@ class BoundaryNet(nn.Module):
         return torch.sigmoid(self(x)["boundary_logits"])
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The trainable (new) layers in the engine's four groups; the backbone groups are empty (frozen).
-
-        ``new_weight``: convolution kernels; ``new_bias``: biases and GroupNorm parameters (no weight
-        decay, learning rate x20 under the IRN convention).
-        """
-        groups: dict[str, list[nn.Parameter]] = {g: [] for g in PARAM_GROUPS}
-        encoder_ids = {id(p) for p in self.encoder.parameters()}
-        for p in self.parameters():
-            if p.requires_grad and id(p) not in encoder_ids:
-                groups["new_weight" if p.ndim > 1 else "new_bias"].append(p)
-        return groups
+        """The trainable parameters in the engine's four groups: the branch and head are ``new_*``
+        (kernels ``new_weight``; biases and GroupNorm parameters ``new_bias``, no weight decay); the
+        backbone's ``backbone_*`` groups are empty unless ``freeze_backbone`` is False."""
+        return split_param_groups(self, self.encoder)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):

@@ -101,7 +101,8 @@ def affinities_from_boundary(boundary: Tensor, radius: int) -> Tensor:
     minus the maximum boundary probability on the line between the two pixels). Pairs whose partner lies
     outside the image get affinity 0.
 
-    Vectorised: one shifted view of the padded map per distinct path point, then one ``amax`` per offset.
+    One running ``torch.maximum`` over shifted views of the padded map per offset: no ``[N, L, H, W]``
+    stack of path values, which made the backward pass several times slower on 64x64 grids.
 
     Example:
         >>> affinities_from_boundary(torch.zeros(2, 1, 8, 8), radius=5).shape
@@ -123,13 +124,11 @@ def affinities_from_boundary(boundary: Tensor, radius: int) -> Tensor:
     # Pad with boundary = 1 (bottom, left, right; every offset has dy >= 0): any path leaving the image then
     # has max boundary 1, i.e. affinity 0, which is how IRN treats partners outside the image.
     padded = F.pad(boundary, (pad, pad, 0, pad), mode="constant", value=1.0)
-    paths = [path_points(o) for o in offsets]
-    points = sorted({tuple(p) for path in paths for p in path.tolist()})
-    index = {p: i for i, p in enumerate(points)}
-    # views[:, u] is the boundary at (y, x) + points[u] for every pixel (y, x).
-    views = torch.cat([padded[:, :, py : py + h, pad + px : pad + px + w] for py, px in points], dim=1)
-    out = boundary.new_empty(n, len(offsets), h, w)
-    for p, path in enumerate(paths):
-        sel = torch.tensor([index[tuple(q)] for q in path.tolist()], device=boundary.device)
-        out[:, p] = 1.0 - views.index_select(1, sel).amax(dim=1)
-    return out
+    out = []
+    for offset in offsets.tolist():
+        running = None
+        for py, px in path_points(offset).tolist():
+            view = padded[:, 0, py : py + h, pad + px : pad + px + w]
+            running = view if running is None else torch.maximum(running, view)
+        out.append(1.0 - running)
+    return torch.stack(out, dim=1)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image, load_label_png
 from lesseg.data.splits import Supervision
@@ -64,9 +65,10 @@ def make_affinity_labels(ctx: RunContext) -> None:
 
 
 def build_boundary_net(ctx: RunContext) -> BoundaryNet:
-    """A boundary branch on the trained classifier's backbone (frozen)."""
+    """A boundary branch on the trained classifier's backbone (frozen unless boundary.freeze_backbone is
+    false)."""
     classifier = load_weights(ctx, "classifier", method_of(ctx).build_model())
-    return BoundaryNet(classifier.encoder)
+    return BoundaryNet(classifier.encoder, freeze_backbone=ctx.cfg.boundary.freeze_backbone)
 
 
 def train_boundary(ctx: RunContext) -> None:
@@ -85,7 +87,12 @@ def train_boundary(ctx: RunContext) -> None:
     def labels(r):
         return load_label_png(ctx.path("affinity_labels", f"{r.id}.png")).astype(np.int64)
 
-    dataset = SegDataset(source, cfg.data.train_split, transform=method_of(ctx).train_transform(),
+    d, k = cfg.data, b.image_scale
+    transform = T.Compose([
+        T.RandomRescale(scale=(d.scale_range[0] * k, d.scale_range[1] * k)), T.RandomCrop(round(d.crop_size * k)),
+        T.RandomHorizontalFlip(), T.Normalize(),
+    ])  # fmt: skip
+    dataset = SegDataset(source, cfg.data.train_split, transform=transform,
                          supervision=Supervision(masks="none"), seed=b.train.seed, labels=labels)  # fmt: skip
     torch.manual_seed(b.train.seed)
     model = build_boundary_net(ctx)
@@ -94,9 +101,13 @@ def train_boundary(ctx: RunContext) -> None:
 
 
 @torch.inference_mode()
-def boundary_map(model: BoundaryNet, image: np.ndarray, device) -> torch.Tensor:
-    """[ceil(H/4), ceil(W/4)] boundary probabilities: the image and its flip, logits averaged (IRN)."""
+def boundary_map(model: BoundaryNet, image: np.ndarray, device, scale: float = 1.0) -> torch.Tensor:
+    """[ceil(H'/4), ceil(W'/4)] boundary probabilities of the image resized by ``scale`` to H' x W': the
+    image and its flip, logits averaged (IRN)."""
     x = normalize_image(image).to(device)
+    if scale != 1.0:
+        size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     logits = model(torch.cat([x, x.flip(-1)]))["boundary_logits"].float()
     return torch.sigmoid((logits[0, 0] + logits[1, 0].flip(-1)) / 2)
 
@@ -115,12 +126,22 @@ def run_random_walk(ctx: RunContext) -> None:
         h, w = res.cams.shape[-2:]
         if len(res.classes):
             image = load_image(r.image)
-            edge = boundary_map(model, image, device).cpu()
-            # IRN walks its stride-4 CAMs; ours are at full resolution, so they are area-averaged onto the grid
-            grid = F.interpolate(torch.from_numpy(res.cams)[None], size=tuple(edge.shape), mode="area")[0]
+            scale = cfg.boundary.image_scale
+            edge = boundary_map(model, image, device, scale).cpu()
+            # IRN walks its stride-4 CAMs; ours are at full resolution, so they are resized onto the grid
+            mode = "area" if edge.shape[0] <= h else "bilinear"  # area-average unless the grid is finer
+            grid = F.interpolate(torch.from_numpy(res.cams)[None], size=tuple(edge.shape), mode=mode)[0]
             walked = propagate_labels(grid, edge, None, rw.radius, rw.beta, rw.exp_times)
-            up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
-            maps = (up[:, :h, :w] / up.max().clamp_min(1e-5)).numpy()  # IRN: divided by the global max
+            hs, ws = round(h * scale), round(w * scale)  # the resized image; the grid may overhang it
+            up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[
+                ..., :hs, :ws
+            ]
+            up = (
+                F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)[0]
+                if scale != 1
+                else up[0]
+            )
+            maps = (up / up.max().clamp_min(1e-5)).numpy()  # IRN: divided by the global max
         else:
             maps = res.cams
         save_cams(ctx.path(RW_FOLDER, f"{r.id}.npz"), CamResult(res.classes, maps.astype(np.float32)))

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 
 from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
+from lesseg.data.imageio import load_image
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
-from lesseg.predict import predict_logits
+from lesseg.predict import Predictor
 from lesseg.stages.common import device_of, is_main, load_weights, source_of, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
@@ -74,21 +75,20 @@ def evaluate_segmenter(ctx: RunContext) -> None:
     out = segmenter_scores(ctx, model)
     if is_main(ctx):
         seg = cfg.segmenter
-        out.update(split=cfg.data.val_split, test_scales=list(seg.test_scales), test_flip=seg.test_flip)
+        out.update(split=cfg.data.val_split, test_scales=list(seg.test_scales), test_flip=seg.test_flip,
+                   test_crf_iterations=seg.test_crf_iterations)  # fmt: skip
         record_metrics(ctx.run_dir, "segmenter", out)
 
 
 def segmenter_scores(ctx: RunContext, model: torch.nn.Module) -> dict:
-    """mIoU of ``model`` on the val masks with the configured test-time scales and flip."""
+    """mIoU of ``model`` on the val masks with the configured test protocol (scales, flip, CRF)."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
-    device = device_of(ctx)
-    model = model.to(device).eval()
-    dataset = SegDataset(source, cfg.data.val_split, transform=T.Compose([T.Normalize()]))
-    cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     seg = cfg.segmenter
-    for sample in dataset:
-        if sample["has_mask"]:
-            scores = predict_logits(model, sample["image"][None].to(device), seg.test_scales, seg.test_flip)
-            cm.update(scores.argmax(1)[0].cpu(), sample["mask"])
+    predictor = Predictor(model, classes, seg.test_scales, seg.test_flip, str(device_of(ctx)),
+                          seg.test_crf_iterations)  # fmt: skip
+    cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
+    for r in source.split(cfg.data.val_split):
+        if r.mask is not None:
+            cm.update(predictor.predict(load_image(r.image)), source.load_mask(r))
     return cm.metrics(classes.classes).to_dict()

@@ -1,0 +1,178 @@
+"""CAM refinement (issue 5): CAM, CAM + CRF, random walk and random walk + CRF as pseudo-label sources.
+
+    .venv/bin/python benchmarks/refinement.py synthetic [--seeds 0 1 2] [KEY=VALUE ...]   # both modes
+    .venv/bin/python benchmarks/refinement.py msrc21 [--data ../shared/data/msrc21] [--seeds 0]
+
+For each scene set (synthetic: the demo's scenes with and without a background class; msrc21) and seed
+(train.seed, boundary.train.seed and segmenter.train.seed), one run trains the classifier, infers CAMs,
+trains IRN's boundary branch, walks the CAMs and scores the four pseudo-label sources on train
+(``refine_eval``), then trains a DeepLabv3+ on the plain CAM pseudo-labels. Each other source gets its own
+segmenter in a copy of that run (classifier, CAMs, boundary branch and walked maps hard-linked, so only the
+pseudo-labels and the segmenter are computed again). Every network starts from random init: nothing can be
+downloaded here.
+
+Prints per source: pseudo-label mIoU and coverage on train and segmenter mIoU on val, mean +- std over
+the seeds, and the stage times; writes benchmarks/results/refinement_<dataset>.json. Finished stages are
+not run again, so a killed benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesseg.api import run
+from lesseg.config import load_config
+from lesseg.data.synth import generate
+from lesseg.eval import read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+
+#: pseudo-label source: its config overrides (the label CRF runs Puzzle-CAM's README's 1 iteration).
+VARIANTS = {
+    "cam": ["pseudo_labels.source=cams", "pseudo_labels.crf_iterations=0"],
+    "cam_crf": ["pseudo_labels.source=cams", "pseudo_labels.crf_iterations=1"],
+    "random_walk": ["pseudo_labels.source=random_walk", "pseudo_labels.crf_iterations=0"],
+    "random_walk_crf": ["pseudo_labels.source=random_walk", "pseudo_labels.crf_iterations=1"],
+}
+#: What a variant's copy shares with the base run (hard links: none of it is written again).
+SHARED_FOLDERS = ("cams", "affinity_labels", "random_walk")
+SHARED_CHECKPOINTS = ("classifier", "boundary")
+
+
+def clone_run(base: Path, dest: Path) -> None:
+    """A run folder whose upstream stages are those of ``base``: the pipeline finds them done and computes
+    only what the changed pseudo-label settings invalidate."""
+    if (dest / "stages.json").is_file():
+        return  # made before: its own stages.json says what is done
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "checkpoints").mkdir(parents=True)
+    for folder in SHARED_FOLDERS:
+        if (base / folder).is_dir():
+            shutil.copytree(base / folder, tmp / folder, copy_function=os.link)
+    for name in SHARED_CHECKPOINTS:
+        for kind in ("final", "last"):
+            src = base / "checkpoints" / f"{name}_{kind}.pt"
+            if src.is_file():
+                os.link(src, tmp / "checkpoints" / src.name)
+    for name in ("stages.json", "metrics.json", "classes.json"):
+        shutil.copy2(base / name, tmp / name)
+    tmp.rename(dest)
+
+
+def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str]) -> dict:
+    seeds = [f"train.seed={seed}", f"boundary.train.seed={seed}", f"segmenter.train.seed={seed}"]
+    common = [f"data.root={data}", *seeds, *overrides]
+    out: dict = {}
+    base_dir = None
+    for variant, extra in VARIANTS.items():
+        run_name = f"{name}_s{seed}" + ("" if variant == "cam" else f"_{variant}")
+        # the base run evaluates every source's pseudo-labels and the references; copies skip both
+        evals = ["eval.refinement=true"] if variant == "cam" else ["eval.references=false"]
+        cfg = load_config(ROOT / config, [f"name={run_name}", *common, *extra, *evals])
+        if base_dir is not None:
+            clone_run(base_dir, Path(cfg.run_dir) / run_name)
+        start = time.perf_counter()
+        run_dir = run(cfg)
+        wall = time.perf_counter() - start
+        base_dir = base_dir or run_dir
+        m = read_metrics(run_dir)
+        stages = json.loads((run_dir / "stages.json").read_text())
+        out[variant] = {
+            "run_dir": str(run_dir),
+            "pseudo_label_miou": m["pseudo_labels"].get("miou"),
+            "coverage": m["pseudo_labels"]["coverage"],
+            "segmenter_miou": m["segmenter"]["miou"],
+            "wall_seconds_this_call": wall,
+            "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+        }
+        if variant == "cam":
+            out["refine_eval"] = m.get("refinement")
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
+
+
+def table(results: dict[str, dict[int, dict]]) -> str:
+    head = ("scenes", "pseudo-labels", "seeds", "PL mIoU (train)", "PL coverage", "segmenter mIoU (val)")
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for scenes, by_seed in results.items():
+        for variant in VARIANTS:
+            rows = [r[variant] for r in by_seed.values() if variant in r]
+            lines.append(" | ".join([
+                scenes, variant, str(len(rows)),
+                mean_std([r["pseudo_label_miou"] for r in rows]), mean_std([r["coverage"] for r in rows]),
+                mean_std([r["segmenter_miou"] for r in rows]),
+            ]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def stage_times(results: dict[str, dict[int, dict]]) -> str:
+    names = ("classifier", "cams", "affinity_labels", "boundary", "random_walk", "refine_eval", "segmenter")
+    lines = [" | ".join(("scenes", *names)), " | ".join("---" for _ in range(len(names) + 1))]
+    for scenes, by_seed in results.items():
+        base = [r["cam"]["stage_seconds"] for r in by_seed.values() if "cam" in r]
+        lines.append(" | ".join([scenes, *(f"{np.mean([b.get(n, np.nan) for b in base]):.0f} s" for n in names)]))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=("msrc21", "synthetic"))
+    parser.add_argument("--data", type=Path, help="dataset folder (msrc21: default ../shared/data/msrc21)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; msrc21: 0)")
+    parser.add_argument("--modes", nargs="+", default=["textured", "none"], help="synthetic background modes")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    args = parser.parse_args()
+    results: dict[str, dict[int, dict]] = {}
+    out = RESULTS / f"refinement_{args.dataset}.json"
+    if args.dataset == "msrc21":
+        data = args.data or ROOT.parent / "shared" / "data" / "msrc21"
+        if not (data / "images").is_dir():
+            print(f"MSRC-21 not found at {data}; pass --data PATH (nothing to measure, exiting)")
+            return 0
+        jobs = [("msrc21", "configs/cam/msrc21.yaml", data.resolve(), "bench_refine_msrc21")]
+        seeds = args.seeds or [0]
+    else:
+        jobs = []
+        for mode in args.modes:
+            data = ROOT / "runs" / "bench_data" / f"synthetic_{mode}"
+            if not (data / "synth.json").is_file():
+                generate(data, images=200, classes=8, size=128, seed=0, background=mode)
+            jobs.append((f"synthetic_{mode}", "configs/cam/synthetic.yaml", data, f"bench_refine_{mode}"))
+        seeds = args.seeds or [0, 1, 2]
+    for seed in seeds:  # seed-major: an interrupted benchmark has every scene set at the same depth
+        for scenes, config, data, name in jobs:
+            results.setdefault(scenes, {})[seed] = one_seed(config, data, name, seed, args.overrides)
+            text = table(results)
+            RESULTS.mkdir(exist_ok=True)
+            out.write_text(json.dumps({
+                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
+                "table": text, "stage_times": stage_times(results), "runs": results,
+            }, indent=1) + "\n")  # fmt: skip
+    print(text)
+    print(stage_times(results))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
