@@ -129,7 +129,9 @@ def stage_times(results: dict[str, dict[int, dict]]) -> str:
     lines = [" | ".join(("scenes", *names)), " | ".join("---" for _ in range(len(names) + 1))]
     for scenes, by_seed in results.items():
         base = [r["cam"]["stage_seconds"] for r in by_seed.values() if "cam" in r]
-        lines.append(" | ".join([scenes, *(f"{np.mean([b.get(n, np.nan) for b in base]):.0f} s" for n in names)]))
+        lines.append(
+            " | ".join([scenes, *(f"{np.mean([b.get(n, np.nan) for b in base]):.0f} s" for n in names)])
+        )
     return "\n".join(lines)
 
 
