@@ -51,3 +51,16 @@ def test_random_walk_pipeline(tmp_path, background, image_scale, capsys):
     labels = [np.asarray(Image.open(p)) for p in sorted((run / "affinity_labels").iterdir())]
     assert any((m == 255).any() for m in labels)  # unconfident pixels are ignored
     assert all(m.shape == (48, 48) for m in labels)
+    if HAS_CRF:  # the test-time CRF is part of evaluate's hash: changing it re-runs evaluate, not training
+        assert (
+            main(
+                [
+                    *(a for a in args if not a.startswith("segmenter.test_crf")),
+                    "segmenter.test_crf_iterations=0",
+                ]
+            )
+            == 0
+        )
+        out = capsys.readouterr().out
+        assert "stage evaluate: running" in out and "stage segmenter: running" not in out
+        assert json.loads((run / "metrics.json").read_text())["segmenter"]["test_crf_iterations"] == 0

@@ -54,7 +54,10 @@ def weak_supervision_stages(cfg=None) -> list[Stage]:
             ("pseudo_labels",),
         ),  # fmt: skip
         Stage(
-            "evaluate", evaluate_segmenter, ("segmenter.test_scales", "segmenter.test_flip"), ("segmenter",)
+            "evaluate",
+            evaluate_segmenter,
+            ("segmenter.test_scales", "segmenter.test_flip", "segmenter.test_crf_iterations"),
+            ("segmenter",),
         ),
         Stage(
             "references",
