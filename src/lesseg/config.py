@@ -137,6 +137,29 @@ def register_method_config(name: str) -> Callable[[type], type]:
 register_method_config("cam")(MethodConfig)
 
 
+@register_method_config("puzzlecam")
+class PuzzleCAMConfig(MethodConfig):
+    """Puzzle-CAM (Jo & Yu 2021), see :mod:`lesseg.methods.puzzlecam`.
+
+    * ``grid``: tiles per (row, column); official 2x2. ``data.crop_size`` must be a multiple of each times
+      ``model.output_stride``.
+    * ``alpha_max``, ``alpha_ramp``: L_re's weight ramps from 0 to ``alpha_max`` over the first
+      ``alpha_ramp`` of training (official: 4 over the first half).
+    * ``momentum``: ``official`` (default, to reproduce the paper) trains with the config's optimiser; the
+      official code's SGD momentum is 1e-4 (IRN's PolyOptimizer passes the weight decay into the momentum
+      slot), which the example configs set. ``real``: momentum 0.9 with every learning rate x0.1, the same
+      step size with a real momentum.
+    * ``select_by_train_masks``: the official code keeps the epoch whose CAMs score best on the *training
+      masks*; that reads masks, so it is off by default (the last epoch is kept).
+    """
+
+    grid: tuple[int, int] = _f((2, 2), check=(lambda g: len(g) == 2 and min(g) >= 1, "two integers >= 1"))
+    alpha_max: float = _f(4.0, min=0)
+    alpha_ramp: float = _f(0.5, min=0)
+    momentum: str = _f("official", choices=("official", "real"))
+    select_by_train_masks: bool = False
+
+
 def registered_methods() -> list[str]:
     return sorted(_METHODS)
 

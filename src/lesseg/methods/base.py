@@ -61,6 +61,10 @@ class Method:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def optim_config(self):
+        """The optimiser settings training uses: the config's ``optim`` section unless a method adjusts it."""
+        return self.cfg.optim
+
     def stages(self) -> list:
         """The pipeline of this method; by default the CAM family's (classifier, CAMs, pseudo-labels,
         segmenter, evaluation)."""

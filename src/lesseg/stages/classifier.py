@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from lesseg.data.dataset import SegDataset
@@ -16,4 +18,5 @@ def train_classifier(ctx: RunContext) -> None:
                          supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
-    train_and_save(ctx, "classifier", cfg, model, method.training_step, dataset)
+    train_cfg = dataclasses.replace(cfg, optim=method.optim_config())
+    train_and_save(ctx, "classifier", train_cfg, model, method.training_step, dataset)
