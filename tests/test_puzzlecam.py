@@ -121,3 +121,26 @@ def test_official_voc_config_trains_two_steps(tmp_path):
     assert [s["step"] for s in steps] == [1, 2]
     assert all(s["re"] >= 0 and s["p_cls"] > 0 for s in steps)
     assert (run_dir / "checkpoints" / "classifier_final.pt").is_file()
+
+
+def test_select_by_train_masks_keeps_the_best_epoch(tmp_path):
+    from lesseg.api import train
+    from lesseg.data.synth import generate
+    from lesseg.engine.checkpoint import load_checkpoint
+
+    data = tmp_path / "data"
+    generate(data, images=12, classes=3, seed=0, size=64, background="textured")
+    cfg = load_config("configs/puzzlecam/synthetic.yaml", [
+        f"data.root={data}", f"run_dir={tmp_path}", "data.crop_size=64", "data.batch_size=4", "data.workers=0",
+        "train.epochs=3", "method.select_by_train_masks=true",
+    ])  # fmt: skip
+    run_dir = train(cfg)
+    best = load_checkpoint(run_dir / "checkpoints" / "classifier_best.pt")
+    final = load_checkpoint(run_dir / "checkpoints" / "classifier_final.pt")["model"]
+    assert all(torch.equal(final[k], best["model"][k]) for k in final)
+    selection = json.loads((run_dir / "metrics.json").read_text())["classifier_selection"]
+    assert selection["epoch"] == best["epoch"] in (0, 1, 2)
+    assert (
+        selection["train_mask_miou"] == pytest.approx(best["train_mask_miou"])
+        and 0 < best["train_mask_miou"] <= 1
+    )

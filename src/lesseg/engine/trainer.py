@@ -134,6 +134,9 @@ class Trainer:
         param_groups: named parameter groups; by default the model's ``param_groups()``.
         inputs_key: identifies the inputs that are not in ``cfg`` (e.g. the pseudo-labels a segmenter trains
             on); a checkpoint written under another key is not resumed.
+        epoch_end: called as ``epoch_end(model, epoch)`` (the unwrapped model, the finished epoch's index)
+            on every process after each epoch, before the epoch's checkpoint, e.g. to score and keep the
+            best epoch; a run killed in between calls it again for that epoch.
     """
 
     def __init__(
@@ -147,8 +150,10 @@ class Trainer:
         param_groups: dict | None = None,
         env: DistEnv | None = None,
         inputs_key: str = "",
+        epoch_end: Callable[[nn.Module, int], None] | None = None,
     ):
         self.cfg, self.step_fn, self.dataset = cfg, step_fn, dataset
+        self.epoch_end = epoch_end
         self.inputs_key = inputs_key
         self.run_dir = Path(run_dir)
         self.name = name
@@ -280,6 +285,9 @@ class Trainer:
                     window_start, window_images = time.perf_counter(), 0
                 if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                     checkpoint()
+            if self.epoch_end is not None:
+                self.epoch_end(unwrap(model), epoch)
+                model.train()
             epoch += 1
             batch_in_epoch = 0
             checkpoint()

@@ -36,15 +36,19 @@ def save_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> Path:
     return path
 
 
-def train_and_save(ctx: RunContext, name: str, cfg, model: torch.nn.Module, step, dataset) -> torch.nn.Module:
+def train_and_save(
+    ctx: RunContext, name: str, cfg, model: torch.nn.Module, step, dataset, epoch_end=None, pick=None
+) -> torch.nn.Module:
     """Train ``model`` with the engine under ``cfg`` (its optim/train sections) as stage ``name``, resuming
-    only a checkpoint made from the same upstream artifacts; keep ``checkpoints/<name>_final.pt``."""
+    only a checkpoint made from the same upstream artifacts; keep ``checkpoints/<name>_final.pt``.
+    ``epoch_end`` goes to the trainer; ``pick(trained)``, if given, returns the model to keep."""
     from lesseg.engine import Trainer
 
-    trainer = Trainer(
-        cfg, model, step, dataset, ctx.run_dir, name=name, env=ctx.env, inputs_key=ctx.inputs_key
-    )
+    trainer = Trainer(cfg, model, step, dataset, ctx.run_dir, name=name, env=ctx.env,
+                      inputs_key=ctx.inputs_key, epoch_end=epoch_end)  # fmt: skip
     trained = trainer.fit()
+    if pick is not None:
+        trained = pick(trained)
     save_weights(ctx, name, trained)
     return trained
 
