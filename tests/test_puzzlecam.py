@@ -16,12 +16,12 @@ from lesseg.errors import ConfigError
 from lesseg.methods import get_method
 from lesseg.methods.puzzlecam import (
     OFFICIAL_MOMENTUM,
+    PuzzleCAMClassifier,
     alpha_at,
     reconstruction_loss,
     stitch_tiles,
     tile_images,
 )
-from lesseg.models import CAMClassifier
 
 
 @pytest.mark.parametrize("grid", [(2, 2), (1, 3), (3, 2)])
@@ -74,7 +74,7 @@ def _method(overrides=()):
 def test_training_step_losses_by_hand():
     torch.manual_seed(0)
     method = _method()
-    model = CAMClassifier("resnet18", num_classes=3, output_stride=16)
+    model = PuzzleCAMClassifier("resnet18", num_classes=3, output_stride=16)
     batch = {"image": torch.randn(2, 3, 64, 64), "tags": torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])}
     out = method.training_step(model, batch, StepContext(epoch=0, step=1, total_steps=8))  # alpha = 1
     full = model(batch["image"])

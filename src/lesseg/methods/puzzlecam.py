@@ -40,7 +40,7 @@ import torch
 from lesseg.errors import ConfigError
 from lesseg.methods.base import register_method
 from lesseg.methods.cam import CAMMethod
-from lesseg.models import multilabel_soft_margin_loss
+from lesseg.models import CAMClassifier, multilabel_soft_margin_loss
 
 
 def tile_images(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -102,6 +102,25 @@ def _check_grid(grid) -> tuple[int, int]:
     return int(grid[0]), int(grid[1])
 
 
+class PuzzleCAMClassifier(CAMClassifier):
+    """A :class:`~lesseg.models.CAMClassifier` (same weights, same ``forward(x)``) whose
+    ``forward(x, grid=(rows, cols))`` also runs the tiles of ``x`` and returns their stitched class maps as
+    ``"stitched_cams"`` and those maps' global average as ``"stitched_logits"``. Both passes happen in one
+    call, so under DistributedDataParallel a training step is one forward and one backward."""
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        full = super().forward(x)
+        if grid is None:
+            return full
+        stitched = stitch_tiles(super().forward(tile_images(x, grid))["cams"], grid)
+        if stitched.shape != full["cams"].shape:
+            raise ValueError(
+                f"stitched tile maps {list(stitched.shape[-2:])} differ from the full map "
+                f"{list(full['cams'].shape[-2:])}: the input size must be a multiple of grid x output stride"
+            )
+        return {**full, "stitched_cams": stitched, "stitched_logits": stitched.mean(dim=(2, 3))}
+
+
 #: SGD momentum of the official optimiser: IRN's PolyOptimizer passes the weight decay (1e-4) into SGD's
 #: momentum slot.
 OFFICIAL_MOMENTUM = 1e-4
@@ -125,6 +144,13 @@ class PuzzleCAMMethod(CAMMethod):
                     f"model.output_stride ({stride}) = {n * stride}, so that tile maps stitch back exactly"
                 )
 
+    def build_model(self) -> PuzzleCAMClassifier:
+        m = self.cfg.model
+        if m.name != "cam_classifier":
+            raise ConfigError(f"method puzzlecam trains model.name=cam_classifier, got {m.name!r}")
+        return PuzzleCAMClassifier(backbone=m.backbone, num_classes=len(self.classes.tag_indices),
+                                   output_stride=m.output_stride, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+
     def optim_config(self):
         """``method.momentum``: ``official`` keeps the config's optimiser (the example configs set the
         official quirk, momentum 1e-4); ``real`` uses SGD momentum 0.9 with every learning rate x0.1, which
@@ -143,20 +169,11 @@ class PuzzleCAMMethod(CAMMethod):
 
     def training_step(self, model, batch, ctx) -> dict:
         m = self.cfg.method
-        grid = tuple(m.grid)
         tags = batch["tags"][:, list(self.classes.tag_indices)]
-        full = model(batch["image"])
-        tiles = model(tile_images(batch["image"], grid))
-        full_maps = full["cams"].float()
-        stitched = stitch_tiles(tiles["cams"].float(), grid)
-        if stitched.shape != full_maps.shape:
-            raise ConfigError(
-                f"stitched tile maps {list(stitched.shape[-2:])} differ from the full map "
-                f"{list(full_maps.shape[-2:])}: data.crop_size must be a multiple of grid x output stride"
-            )
-        cls = multilabel_soft_margin_loss(full["logits"].float(), tags)
-        p_cls = multilabel_soft_margin_loss(stitched.mean(dim=(2, 3)), tags)
-        re = reconstruction_loss(full_maps, stitched, tags)
+        out = model(batch["image"], grid=tuple(m.grid))
+        cls = multilabel_soft_margin_loss(out["logits"].float(), tags)
+        p_cls = multilabel_soft_margin_loss(out["stitched_logits"].float(), tags)
+        re = reconstruction_loss(out["cams"].float(), out["stitched_cams"].float(), tags)
         alpha = alpha_at(ctx.progress, m.alpha_max, m.alpha_ramp)
         return {"loss": cls + p_cls + alpha * re, "cls": cls, "p_cls": p_cls, "re": re,
                 "alpha": torch.tensor(alpha)}  # fmt: skip
