@@ -2,8 +2,8 @@
 
 The masks are read for evaluation only, after the CAMs are computed: nothing written to cams/ depends on them.
 With a background class, the CAM mIoU is also reported at the best threshold of a sweep, as papers report
-it (for reporting only; pseudo-labels use the configured threshold). Without one, the mIoU over images with
-two or more tags is reported too, since single-tag images are trivially right.
+it (for reporting only; pseudo-labels use the configured threshold). The mIoU over images with two or more
+tags is reported too: without a background class single-tag images are trivially right.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def evaluate_cams(ctx: RunContext) -> None:
 
 def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
     """mIoU of the CAMs in ``folder`` against the training masks, at the configured background threshold,
-    and the sweep's best (background class) or the multi-tag images' mIoU (no background class)."""
+    the sweep's best (background class), and the mIoU over images with two or more tags."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
     records = [r for r in source.split(cfg.data.train_split) if r.mask is not None]
@@ -71,8 +71,8 @@ def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
         gt = source.load_mask(r)
         for t, cm in every.items():
             cm.update(cams_to_labels(res, classes, bg_threshold=t), gt)
-        if classes.background is None and len(res.classes) >= 2:
-            multi.update(cams_to_labels(res, classes), gt)
+        if len(res.classes) >= 2:
+            multi.update(cams_to_labels(res, classes, bg_threshold=configured), gt)
         if configured is not None:
             at_configured.update(cams_to_labels(res, classes, bg_threshold=configured), gt)
     names = classes.classes
@@ -83,6 +83,7 @@ def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
     sweep = {t: cm.metrics(names).miou for t, cm in every.items()}
     best = max(sweep, key=sweep.get)
     out = at_configured.metrics(names).to_dict()
+    out["multi_tag"] = multi.metrics(names).to_dict() if multi.mat.sum() else None
     out.update(bg_threshold=configured, best_threshold=best, best_threshold_miou=sweep[best],
                sweep=[[t, v] for t, v in sweep.items()])  # fmt: skip
     return out
