@@ -51,3 +51,30 @@ def test_coattention_errors():
         co(torch.zeros(1, 4, 2, 2), torch.zeros(1, 3, 2, 2))
     with pytest.raises(ValueError, match="same number of images"):
         co(torch.zeros(1, 4, 2, 2), torch.zeros(2, 4, 2, 2))
+
+
+def test_pair_sampler_pairs_images_sharing_a_class(tmp_path):
+    from lesseg.data import read_dataset
+    from lesseg.data.dataset import SegDataset
+    from lesseg.data.pairs import PairDataset
+    from lesseg.data.splits import Supervision
+    from lesseg.data.synth import generate
+
+    generate(tmp_path, images=30, classes=5, seed=0, size=32, background="textured")
+    source = read_dataset(tmp_path)
+    pairs = PairDataset(SegDataset(source, "train", supervision=Supervision(masks="none")), seed=3)
+    tags = [set(source.tags_of(r) or ()) for r in source.split("train")]
+    for epoch in range(3):
+        pairs.set_epoch(epoch)
+        for i in range(len(pairs)):
+            j = pairs.partner_of(i)
+            assert tags[i] & tags[j] or (not tags[i] and j == i)
+            assert j != i or not any(tags[i] & tags[k] for k in range(len(tags)) if k != i)
+    first = [pairs.partner_of(i) for i in range(len(pairs))]
+    assert first == [pairs.partner_of(i) for i in range(len(pairs))]  # same epoch, same pairs
+    pairs.set_epoch(0)
+    assert first != [pairs.partner_of(i) for i in range(len(pairs))]  # another epoch, other pairs
+    sample = pairs[0]
+    j = pairs.partner_of(0)
+    assert sample["id_partner"] == source.split("train")[j].id and sample["image_partner"].shape[0] == 3
+    assert torch.equal(sample["tags_partner"] > 0, pairs.base[j]["tags"] > 0)
