@@ -180,3 +180,16 @@ def test_vit_cam_classifier_fixed_input_size():
         assert model(X64)["cams"].shape == (1, 2, 4, 4)
     with pytest.raises(ConfigError, match="built for 64x64 inputs but got 80x80; set model.img_size"):
         model(torch.zeros(1, 3, 80, 80))
+
+
+def test_vgg16_at_output_stride_8_is_deeplab_largefov():
+    """MCIS's classifier backbone: pool4 3x3 stride 1, conv5 dilated by 2, no pool5; same parameters."""
+
+    backbone = create_backbone("vgg16", output_stride=8)
+    assert backbone.reductions == [1, 2, 4, 8, 8] and backbone.channels == [64, 128, 256, 512, 512]
+    assert [f.shape[-1] for f in backbone(torch.zeros(1, 3, 64, 64))] == [64, 32, 16, 8, 8]
+    convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation for c in convs[-4:]] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+    plain = timm.create_model("vgg16", features_only=True, out_indices=(0, 1, 2, 3, 4))
+    assert [k for k, _ in backbone.body.named_parameters()] == [k for k, _ in plain.named_parameters()]
+    assert create_backbone("vgg16", output_stride=16).reductions == [1, 2, 4, 8, 16]

@@ -37,8 +37,9 @@ OUTPUT_STRIDES = (8, 16, 32)
 #: res2net50_14w_8s, skresnet18, resnetv2_50, convnext_atto, convnextv2_atto, efficientnet_b0, mixnet_s,
 #: mobilenetv3_small_100, mobilenetv4_conv_small, lcnet_050, regnetx_002, regnety_002, cspresnet50,
 #: cspdarknet53, rexnet_100, gernet_s, mobileone_s0, nf_resnet26, dm_nfnet_f0, xception41, mobilevit_xxs,
-#: hardcorenas_a, inception_next_tiny). Not listed, native stride only (timm rejects ``output_stride``):
-#: vision_transformer (patch size), deit, eva, beit, swin, maxxvit, densenet, vgg, dla, hrnet, dpn,
+#: hardcorenas_a, inception_next_tiny). VGG: see VGG_STRIDES. Not listed, native stride only (timm rejects
+#: ``output_stride``):
+#: vision_transformer (patch size), deit, eva, beit, swin, maxxvit, densenet, dla, hrnet, dpn,
 #: vovnet, ghostnet, levit, fastvit, repvit, tresnet, inception_v3, metaformer, pvt_v2, twins, ...
 DILATED_FAMILIES: dict[str, tuple[int, ...]] = {
     family: OUTPUT_STRIDES
@@ -48,6 +49,12 @@ DILATED_FAMILIES: dict[str, tuple[int, ...]] = {
         "inception_next",
     )
 }  # fmt: skip
+
+
+#: VGG: timm cannot dilate it; lesseg does, the DeepLab-LargeFOV way that MCIS's classifier uses (Chen et
+#: al. 2015; Sun et al. 2020): the pool5 level is left out, and for stride 8 pool4 becomes a 3x3 stride-1
+#: max-pool and the conv5 convolutions get dilation 2. No parameter changes, so ImageNet weights still load.
+VGG_STRIDES = (8, 16, 32)
 
 
 def family_of(name: str) -> str:
@@ -130,7 +137,13 @@ def create_backbone(
     kwargs: dict = {"features_only": True}
     if family in DILATED_FAMILIES:
         kwargs["output_stride"] = output_stride
-    if out_indices is not None:
+    if family == "vgg" and output_stride in (8, 16):
+        if out_indices is not None and max(out_indices) > 4:
+            raise ConfigError(
+                f"{name} at output stride {output_stride} has levels 0-4, got out_indices={out_indices}"
+            )
+        kwargs["out_indices"] = tuple(out_indices or range(5))  # no pool5 level
+    if out_indices is not None and "out_indices" not in kwargs:
         kwargs["out_indices"] = tuple(out_indices)
     if img_size is not None:
         kwargs["img_size"] = img_size
@@ -142,6 +155,11 @@ def create_backbone(
         raise
     except Exception:  # a model whose init needs real tensors; checked after the real build instead
         probe = None
+    if family == "vgg":
+        body = _build(name, kwargs, pretrained)
+        if state_dict is not None:
+            body = _load_weights(body, name, kwargs, state_dict, weights)
+        return _dilated_vgg(body, name, output_stride)
     if probe is not None:
         _check_stride(probe, name, family, output_stride)
     body = _build(name, kwargs, pretrained)
@@ -149,6 +167,23 @@ def create_backbone(
     if state_dict is not None:
         body = _load_weights(body, name, kwargs, state_dict, weights)
     return Backbone(body, name, output_stride)
+
+
+def _dilated_vgg(body: nn.Module, name: str, output_stride: int) -> Backbone:
+    """A timm VGG feature extractor at ``output_stride`` (see :data:`VGG_STRIDES`)."""
+    if output_stride not in VGG_STRIDES:
+        raise ConfigError(
+            f"model.output_stride={output_stride} is not valid for {name!r}; use one of {VGG_STRIDES}"
+        )
+    backbone = Backbone(body, name, output_stride)
+    if output_stride == 8:
+        pools = [m for m in body.modules() if isinstance(m, nn.MaxPool2d)]
+        convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]
+        pools[-1].kernel_size, pools[-1].stride, pools[-1].padding = 3, 1, 1  # pool4
+        for conv in convs[-3:]:  # conv5_1..conv5_3
+            conv.dilation, conv.padding = (2, 2), (2, 2)
+    backbone.reductions = [min(r, output_stride) for r in backbone.reductions]
+    return backbone
 
 
 def _build(name: str, kwargs: dict, pretrained: bool = False, **extra) -> nn.Module:
