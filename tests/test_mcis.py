@@ -78,3 +78,86 @@ def test_pair_sampler_pairs_images_sharing_a_class(tmp_path):
     j = pairs.partner_of(0)
     assert sample["id_partner"] == source.split("train")[j].id and sample["image_partner"].shape[0] == 3
     assert torch.equal(sample["tags_partner"] > 0, pairs.base[j]["tags"] > 0)
+
+
+class _FixedPairs(torch.nn.Module):
+    """Stands in for MCISNet: fixed logits, so each loss term can be checked against its class set."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.c = c
+        self.partners_seen: list = []
+
+    def forward(self, x, partners=None):
+        n = x.shape[0]
+        self.partners_seen = [tuple(p.shape[-2:]) for p in partners]
+        logit = lambda k: torch.full((n, self.c), float(k))  # noqa: E731
+        pair = lambda b: {"partner_logits": logit(b), "co_logits": logit(b + 1), "partner_co_logits": logit(b + 2),  # noqa: E731
+                          "contrast_logits": logit(b + 3), "partner_contrast_logits": logit(b + 4)}  # fmt: skip
+        return {"logits": logit(0), "pairs": [pair(10 * (k + 1)) for k in range(len(partners))]}
+
+
+def _mcis(overrides=()):
+    from lesseg.config import load_config
+    from lesseg.data.classes import ClassInfo
+    from lesseg.methods import get_method
+
+    cfg = load_config("configs/mcis/synthetic.yaml", list(overrides))
+    return get_method("mcis")(cfg, ClassInfo(classes=("a", "b", "c")))
+
+
+def test_each_loss_gets_its_class_set():
+    from lesseg.engine.trainer import StepContext
+    from lesseg.methods.mcis import pair_targets
+
+    mlsm = torch.nn.functional.multilabel_soft_margin_loss
+    y = torch.tensor([[1.0, 1.0, 0.0]])  # a, b
+    y_p = torch.tensor([[0.0, 1.0, 1.0]])  # b, c
+    common, only_x, only_p = pair_targets(y, y_p)
+    assert (
+        common.tolist() == [[0, 1, 0]] and only_x.tolist() == [[1, 0, 0]] and only_p.tolist() == [[0, 0, 1]]
+    )
+    batch = {"image": torch.zeros(1, 3, 32, 32), "tags": y, "image_partner": torch.zeros(1, 3, 32, 32),
+             "tags_partner": y_p}  # fmt: skip
+    model = _FixedPairs(3)
+    full = lambda k: torch.full((1, 3), float(k))  # noqa: E731
+    out = _mcis().training_step(model, batch, StepContext(epoch=1, step=0, total_steps=1))
+    assert model.partners_seen == [(32, 32), (32, 32), (24, 24), (64, 64)]  # partner, flip, 0.75x, 2x
+    assert out["single"].item() == pytest.approx((mlsm(full(0), y) + mlsm(full(10), y_p)).item())
+    assert out["co"].item() == pytest.approx((mlsm(full(11), common) + mlsm(full(12), common)).item())
+    assert out["contrast"].item() == pytest.approx((mlsm(full(13), only_x) + mlsm(full(14), only_p)).item())
+    self_terms = sum(mlsm(full(b), y) + mlsm(full(b + 1), y) for b in (20, 30, 40))
+    assert out["self_pairs"].item() == pytest.approx(self_terms.item())
+    total = out["single"] + out["co"] + out["contrast"] + out["self_pairs"]
+    assert out["loss"].item() == pytest.approx(total.item())
+    # the first epoch has no contrastive term (official); no self-pairs when switched off
+    first = _mcis(["method.self_pairs=false"]).training_step(model, batch, StepContext(0, 0, 1))
+    assert first["contrast"].item() == 0.0 and first["self_pairs"].item() == 0.0
+    assert model.partners_seen == [(32, 32)]
+
+
+def test_cosegmentation_inference_is_refused_until_available():
+    from lesseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cam_inference=cosegmentation"):
+        _mcis(["method.cam_inference=cosegmentation"])
+
+
+# the official 256 crops with their 2x self-pairs take ~45 s on 2 cores: the default suite trains on 64 crops
+@pytest.mark.parametrize("crop", [64, pytest.param(256, marks=pytest.mark.slow)])
+def test_official_voc_config_trains_two_steps(tmp_path, crop):
+    import json
+
+    from fake_trees import make_fake_voc
+    from lesseg.api import train
+    from lesseg.config import load_config
+
+    root = make_fake_voc(tmp_path / "VOCdevkit" / "VOC2012")
+    cfg = load_config("configs/mcis/voc12.yaml", [
+        f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "model.pretrained=false", "data.batch_size=2",
+        "data.workers=0", "train.epochs=2", "train.log_every=1", f"data.crop_size={crop}",
+    ])  # fmt: skip
+    assert (cfg.model.backbone, cfg.model.output_stride) == ("vgg16", 8)
+    run_dir = train(cfg)
+    steps = [s for s in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in s]
+    assert [s["step"] for s in steps] == [1, 2] and all(s["co"] > 0 and s["self_pairs"] > 0 for s in steps)

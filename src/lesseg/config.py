@@ -160,6 +160,27 @@ class PuzzleCAMConfig(MethodConfig):
     select_by_train_masks: bool = False
 
 
+@register_method_config("mcis")
+class MCISConfig(MethodConfig):
+    """MCIS (Sun et al. 2020), see :mod:`lesseg.methods.mcis`.
+
+    * ``self_pairs``: also pair each image with its flip, its 0.75x and its 2x rescale (the official code's
+      extra loss terms, not in the paper's Eq. 10); on by default, as the official code trains.
+    * ``contrastive_from_epoch``: the contrastive co-attention loss joins at this epoch (0-based); the
+      official code starts it at the second epoch (1).
+    * ``partners``: partner images per class at co-segmentation inference (official 3, drawn with
+      replacement among the training images holding the class).
+    * ``cam_inference``: ``single`` (the single-image CAM head, like the CAM baseline) or ``cosegmentation``
+      (official: the co-attention head's maps, averaged over partners and fused with the self-pair maps;
+      not available yet: asking for it is an error rather than a silent fallback).
+    """
+
+    self_pairs: bool = True
+    contrastive_from_epoch: int = _f(1, min=0)
+    partners: int = _f(3, min=1)
+    cam_inference: str = _f("single", choices=("cosegmentation", "single"))
+
+
 def registered_methods() -> list[str]:
     return sorted(_METHODS)
 

@@ -61,6 +61,10 @@ class Method:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def train_dataset(self, dataset):
+        """The dataset the training stage iterates, built from the split's ``SegDataset`` (e.g. pairs)."""
+        return dataset
+
     def optim_config(self):
         """The optimiser settings training uses: the config's ``optim`` section unless a method adjusts it."""
         return self.cfg.optim

@@ -10,6 +10,7 @@ Example:
 from lesseg.models.backbones import DILATED_FAMILIES, OUTPUT_STRIDES, Backbone, create_backbone
 from lesseg.models.base import SegmentationModel, create_model, list_models, register_model
 from lesseg.models.cam import CAMClassifier, multilabel_soft_margin_loss
+from lesseg.models.coattention import CoAttention, MCISNet
 from lesseg.models.deeplab import DeepLabV3Plus
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "OUTPUT_STRIDES",
     "Backbone",
     "CAMClassifier",
+    "CoAttention",
+    "MCISNet",
     "DeepLabV3Plus",
     "SegmentationModel",
     "create_backbone",

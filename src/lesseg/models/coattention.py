@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lesseg.models.base import SegmentationModel, register_model
+
 
 class CoAttention(nn.Module):
     """Co-attention between two batches of feature maps (MCIS Eqs. 3-5, module docstring).
@@ -74,3 +76,73 @@ class CoAttention(nn.Module):
             raise ValueError(
                 f"f_m and f_n must hold the same number of images, got {f_m.shape[0]} and {f_n.shape[0]}"
             )
+
+
+@register_model("mcis")
+class MCISNet(SegmentationModel):
+    """MCIS's classifier (Sun et al. 2020, Sec. 3): backbone, three extra 3x3 convolutions (512 channels,
+    ReLU), and three heads on the resulting features ``F``:
+
+    * ``head``: the single-image CAM classifier (1x1 convolution with bias); ``forward(x)`` returns its
+      ``{"logits", "cams"}`` like :class:`~lesseg.models.CAMClassifier`, so the CAM stages can use it;
+    * ``co_head``: the co-attention classifier (1x1, no bias) on co-attentive features;
+    * ``gate``: the class-agnostic gate ``sigmoid(1x1 conv, no bias)`` of contrastive co-attention.
+
+    ``forward(x, partners=[p_1, ...])`` runs ``x`` once and pairs it with each partner batch (all in one
+    call, so DistributedDataParallel sees one forward); besides ``logits``/``cams`` of ``x`` it returns
+    ``pairs``, one dict per partner: ``partner_logits``, ``co_logits``/``co_cams`` (``x``'s co-attentive
+    feature through ``co_head``), ``partner_co_logits``/``partner_co_cams``, ``contrast_logits``
+    (``co_head`` on ``F_x * (1 - gate(Z_x))``) and ``partner_contrast_logits``. Partners may differ in size
+    from ``x`` (MCIS's rescaled self-pairs).
+
+    Args:
+        backbone: timm model name; MCIS uses ``"vgg16"`` at output stride 8 (DeepLab-LargeFOV style).
+        num_classes: foreground classes.
+        output_stride: 8 (MCIS), 16 or 32.
+        weights, pretrained: backbone weights (local file / timm download), as :class:`CAMClassifier`.
+        channels: width of the extra convolutions and of the co-attention (512).
+    """
+
+    def __init__(self, backbone: str = "vgg16", num_classes: int = 20, output_stride: int = 8,
+                 weights: str | None = None, pretrained: bool = False, channels: int = 512):  # fmt: skip
+        from lesseg.models.backbones import create_backbone
+
+        encoder = create_backbone(backbone, output_stride, weights, pretrained)
+        layers: list[nn.Module] = []
+        c_in = encoder.channels[-1]
+        for _ in range(3):
+            layers += [nn.Conv2d(c_in, channels, 3, padding=1), nn.ReLU(inplace=True)]
+            c_in = channels
+        super().__init__(encoder, nn.Sequential(*layers), nn.Conv2d(channels, num_classes, 1))
+        self.coattention = CoAttention(channels)
+        self.co_head = nn.Conv2d(channels, num_classes, 1, bias=False)
+        self.gate = nn.Conv2d(channels, 1, 1, bias=False)
+        self.num_classes = num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.decoder(self.encoder(x)[-1])
+
+    def forward(self, x: torch.Tensor, partners: list[torch.Tensor] | None = None) -> dict:
+        f_x = self.features(x)
+        cams = self.head(f_x)
+        out: dict = {"logits": cams.mean(dim=(2, 3)), "cams": cams}
+        if partners is None:
+            return out
+        out["pairs"] = [self._pair(f_x, self.features(partner)) for partner in partners]
+        return out
+
+    def _pair(self, f_x: torch.Tensor, f_p: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"partner_logits": self.head(f_p).mean(dim=(2, 3))}
+        z_x, z_p = self.coattention(f_x, f_p)
+        for prefix, f, z in (("", f_x, z_x), ("partner_", f_p, z_p)):
+            co = self.co_head(z)
+            out[prefix + "co_cams"] = co
+            out[prefix + "co_logits"] = co.mean(dim=(2, 3))
+            kept = f * (1 - torch.sigmoid(self.gate(z)))  # what the partner does not explain
+            out[prefix + "contrast_logits"] = self.co_head(kept).mean(dim=(2, 3))
+        return out
+
+    def decode(self, features, input_size):  # forward() is overridden; kept for the base class contract
+        cams = self.head(self.decoder(features[-1]))
+        return {"logits": cams.mean(dim=(2, 3)), "cams": cams}

@@ -24,6 +24,7 @@ def train_classifier(ctx: RunContext) -> None:
     method = method_of(ctx)
     dataset = SegDataset(source_of(ctx), cfg.data.train_split, transform=method.train_transform(),
                          supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
+    dataset = method.train_dataset(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
     train_cfg = dataclasses.replace(cfg, optim=method.optim_config())
