@@ -136,11 +136,41 @@ def test_each_loss_gets_its_class_set():
     assert model.partners_seen == [(32, 32)]
 
 
-def test_cosegmentation_inference_is_refused_until_available():
-    from lesseg.errors import ConfigError
+def test_cosegmentation_cams_shapes_and_fusion():
+    from lesseg.methods.mcis import cosegmentation_cams
+    from lesseg.models import MCISNet
 
-    with pytest.raises(ConfigError, match="cam_inference=cosegmentation"):
-        _mcis(["method.cam_inference=cosegmentation"])
+    torch.manual_seed(0)
+    model = MCISNet("resnet18", num_classes=3, output_stride=16, channels=16).eval()
+    with torch.no_grad():  # a sharp attention: a near-uniform one makes every co-attentive map constant
+        model.coattention.weight.copy_(20 * torch.eye(16))
+    image = torch.randn(1, 3, 64, 48)
+    partners = {0: [torch.randn(1, 3, 48, 64)] * 2, 2: [torch.randn(1, 3, 64, 64)]}
+    cams = cosegmentation_cams(model, image, [0, 2], partners, (60, 45))
+    assert cams.shape == (2, 60, 45) and float(cams.min()) >= 0
+    assert torch.allclose(cams.amax(dim=(1, 2)), torch.ones(2), atol=1e-3) and float(cams.min()) < 0.9
+    # a class map comes from its own partners: other partners for class 0 change class 0's map only
+    other = cosegmentation_cams(model, image, [0, 2], {**partners, 0: [torch.randn(1, 3, 32, 32)]}, (60, 45))
+    assert not torch.allclose(other[0], cams[0]) and torch.allclose(other[1], cams[1])
+
+
+def test_cosegmentation_stage(tmp_path):
+    from lesseg.cli import main
+    from lesseg.data.synth import generate
+    from lesseg.refine import load_cams
+
+    data = tmp_path / "data"
+    generate(data, images=10, classes=3, seed=0, size=64, background="textured")
+    args = ["run", "configs/mcis/synthetic.yaml", f"data.root={data}", f"run_dir={tmp_path}", "data.crop_size=64",
+            "data.batch_size=4", "data.workers=0", "train.epochs=1", "--stage", "classifier"]  # fmt: skip
+    assert main(args) == 0
+    assert main([*args[:-2], "--stage", "cams"]) == 0
+    files = sorted((tmp_path / "mcis_synthetic" / "cams").iterdir())
+    assert len(files) == 8  # the train split
+    for f in files:
+        res = load_cams(f)
+        assert res.cams.shape[1:] == (64, 64) and len(res.classes) == res.cams.shape[0]
+        assert (res.cams >= 0).all() and (res.cams <= 1 + 1e-3).all()
 
 
 # the official 256 crops with their 2x self-pairs take ~45 s on 2 cores: the default suite trains on 64 crops

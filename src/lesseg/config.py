@@ -170,15 +170,15 @@ class MCISConfig(MethodConfig):
       official code starts it at the second epoch (1).
     * ``partners``: partner images per class at co-segmentation inference (official 3, drawn with
       replacement among the training images holding the class).
-    * ``cam_inference``: ``single`` (the single-image CAM head, like the CAM baseline) or ``cosegmentation``
-      (official: the co-attention head's maps, averaged over partners and fused with the self-pair maps;
-      not available yet: asking for it is an error rather than a silent fallback).
+    * ``cam_inference``: ``cosegmentation`` (official, default: the co-attention head's maps, averaged over
+      partners and fused with the self-pair maps) or ``single`` (the single-image CAM head, multi-scale with
+      flips like the CAM baseline's; cheaper).
     """
 
     self_pairs: bool = True
     contrastive_from_epoch: int = _f(1, min=0)
     partners: int = _f(3, min=1)
-    cam_inference: str = _f("single", choices=("cosegmentation", "single"))
+    cam_inference: str = _f("cosegmentation", choices=("cosegmentation", "single"))
 
 
 def registered_methods() -> list[str]:

@@ -62,13 +62,18 @@ class MCISMethod(CAMMethod):
     """MCIS's pairs, network and losses (module docstring); CAM inference by co-segmentation or by the
     single-image head (``method.cam_inference``)."""
 
-    def __init__(self, cfg, classes):
-        super().__init__(cfg, classes)
-        if cfg.method.cam_inference == "cosegmentation":
-            raise ConfigError(
-                "method.cam_inference=cosegmentation (MCIS's co-segmentation inference) is not available yet; "
-                "use method.cam_inference=single"
-            )
+    def stages(self) -> list:
+        """The CAM family's pipeline; with ``method.cam_inference=cosegmentation`` its cams stage infers
+        by co-segmentation (:func:`cosegmentation_cams`)."""
+        from lesseg.pipeline import Stage
+        from lesseg.stages import weak_supervision_stages
+
+        stages = weak_supervision_stages(self.cfg)
+        if self.cfg.method.cam_inference != "cosegmentation":
+            return stages
+        keys = ("cams", "method.cam_inference", "method.partners")
+        return [Stage("cams", infer_cosegmentation_cams, keys, ("classifier",)) if s.name == "cams" else s
+                for s in stages]  # fmt: skip
 
     def train_transform(self) -> T.Compose:
         d = self.cfg.data
@@ -111,3 +116,97 @@ class MCISMethod(CAMMethod):
             contrast = mlsm("contrast_logits", only_x) + mlsm("partner_contrast_logits", only_p)
         loss = single + co + self_terms + contrast
         return {"loss": loss, "single": single, "co": co, "self_pairs": self_terms, "contrast": contrast}
+
+
+#: A self-pair map joins the fusion when sigmoid(mean of its raw map) exceeds this (official).
+SELF_MAP_MIN_SCORE = 0.1
+
+
+@torch.inference_mode()
+def cosegmentation_cams(model: MCISNet, image: torch.Tensor, classes: list[int], partners: dict[int, list[torch.Tensor]],
+                        out_size: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+    """MCIS's co-segmentation CAMs of one normalised image ``[1, 3, H, W]`` (official ``test.py``).
+
+    For each class ``k`` of ``classes`` (model-output indices): the image's co-attention map of class ``k``
+    averaged over its pairs with ``partners[k]`` (normalised ``[1, 3, h, w]`` images holding ``k``), and
+    the co-attention maps of the self-pairs: the image's own in (image, flip), the flip's flipped back, the
+    0.75x and the 2x rescale's, resized to the image's map. Each map is ReLU'd and max-normalised; the
+    partner average always counts, a self-pair map only when sigmoid of its raw mean exceeds
+    :data:`SELF_MAP_MIN_SCORE`; the kept maps are summed and divided by their total number (5). Returns
+    ``[K, *out_size]``, bilinearly resized and max-normalised to [0, 1] per class.
+    """
+    views = self_pair_views(image)
+    self_out = model(image, partners=views)
+    size = tuple(self_out["cams"].shape[-2:])
+
+    def resized(m: torch.Tensor) -> torch.Tensor:
+        return (
+            m
+            if tuple(m.shape[-2:]) == size
+            else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        )
+
+    flip, small, large = self_out["pairs"]
+    self_maps = [flip["co_cams"], flip["partner_co_cams"].flip(-1), resized(small["partner_co_cams"]),
+                 resized(large["partner_co_cams"])]  # fmt: skip
+    fused = []
+    for k in classes:
+        pair_maps = [p["co_cams"][:, k] for p in model(image, partners=partners[k])["pairs"]]
+        maps = [torch.stack(pair_maps).mean(0)] + [m[:, k] for m in self_maps]
+        total = torch.zeros_like(maps[0])
+        for i, m in enumerate(maps):
+            if i == 0 or torch.sigmoid(m.mean()) > SELF_MAP_MIN_SCORE:
+                r = F.relu(m)
+                total = total + r / (r.amax() + 1e-5)
+        fused.append(total / len(maps))
+    cams = F.interpolate(torch.cat(fused)[None], size=out_size, mode="bilinear", align_corners=False)[0]
+    cams = cams.clamp_min(0)
+    return cams / (cams.amax(dim=(1, 2), keepdim=True) + 1e-5)
+
+
+def infer_cosegmentation_cams(ctx) -> None:
+    """Stage ``cams`` of MCIS with co-segmentation inference: every training image's CAMs of its tagged
+    classes, each from ``method.partners`` partner images holding the class (drawn with replacement among
+    the other training images, seeded by ``train.seed``, the image and the class) and the self-pairs."""
+    import numpy as np
+
+    from lesseg.data.imageio import load_image
+    from lesseg.engine.distributed import barrier
+    from lesseg.predict import normalize_image
+    from lesseg.refine import CamResult, save_cams
+    from lesseg.stages.cams import cam_path
+    from lesseg.stages.common import device_of, load_weights, method_of, source_of
+
+    cfg, source = ctx.cfg, source_of(ctx)
+    device = device_of(ctx)
+    model = load_weights(ctx, "classifier", method_of(ctx).build_model()).to(device).eval()
+    output_of = {c: k for k, c in enumerate(source.classes.tag_indices)}
+    records = source.split(cfg.data.train_split)
+    tags = [sorted(output_of[c] for c in (source.tags_of(r) or ())) for r in records]
+    holders: dict[int, list[int]] = {}
+    for i, t in enumerate(tags):
+        for k in t:
+            holders.setdefault(k, []).append(i)
+    mine = range(len(records)) if ctx.env is None else range(ctx.env.rank, len(records), ctx.env.world_size)
+    for i in mine:
+        image = load_image(records[i].image)
+        if not tags[i]:
+            save_cams(
+                cam_path(ctx, records[i].id),
+                CamResult(np.zeros(0, np.int64), np.zeros((0, *image.shape[:2]), np.float32)),
+            )
+            continue
+        partners = {}
+        for k in tags[i]:
+            rng = np.random.default_rng([cfg.train.seed, i, k])
+            pool = [j for j in holders[k] if j != i] or [i]
+            picks = rng.choice(pool, size=cfg.method.partners, replace=True)
+            partners[k] = [normalize_image(load_image(records[j].image)).to(device) for j in picks]
+        x = normalize_image(image).to(device)
+        cams = cosegmentation_cams(model, x, tags[i], partners, image.shape[:2])
+        save_cams(
+            cam_path(ctx, records[i].id),
+            CamResult(np.asarray(tags[i], np.int64), cams.cpu().numpy().astype(np.float32)),
+        )
+    if ctx.env is not None:
+        barrier(ctx.env)
