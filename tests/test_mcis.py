@@ -136,22 +136,30 @@ def test_each_loss_gets_its_class_set():
     assert model.partners_seen == [(32, 32)]
 
 
-def test_cosegmentation_cams_shapes_and_fusion():
-    from lesseg.methods.mcis import cosegmentation_cams
-    from lesseg.models import MCISNet
+class _CoSegStub(torch.nn.Module):
+    """Returns set co-attention maps (one class, 2x2): first the self-pair call, then the partners'."""
 
-    torch.manual_seed(0)
-    model = MCISNet("resnet18", num_classes=3, output_stride=16, channels=16).eval()
-    with torch.no_grad():  # a sharp attention: a near-uniform one makes every co-attentive map constant
-        model.coattention.weight.copy_(20 * torch.eye(16))
-    image = torch.randn(1, 3, 64, 48)
-    partners = {0: [torch.randn(1, 3, 48, 64)] * 2, 2: [torch.randn(1, 3, 64, 64)]}
-    cams = cosegmentation_cams(model, image, [0, 2], partners, (60, 45))
-    assert cams.shape == (2, 60, 45) and float(cams.min()) >= 0
-    assert torch.allclose(cams.amax(dim=(1, 2)), torch.ones(2), atol=1e-3) and float(cams.min()) < 0.9
-    # a class map comes from its own partners: other partners for class 0 change class 0's map only
-    other = cosegmentation_cams(model, image, [0, 2], {**partners, 0: [torch.randn(1, 3, 32, 32)]}, (60, 45))
-    assert not torch.allclose(other[0], cams[0]) and torch.allclose(other[1], cams[1])
+    def forward(self, x, partners):
+        t = lambda rows: torch.tensor(rows, dtype=torch.float32)[None, None]  # noqa: E731
+        if len(partners) == 3:  # flip, 0.75x, 2x
+            return {"cams": torch.zeros(1, 1, 2, 2), "pairs": [
+                {"co_cams": t([[0, 1], [0, 0]]), "partner_co_cams": t([[0, 0], [1, 0]])},  # flipped back: bottom right
+                {"co_cams": t([[0, 0], [0, 0]]), "partner_co_cams": torch.full((1, 1, 2, 2), -5.0)},  # dropped
+                {"co_cams": t([[0, 0], [0, 0]]), "partner_co_cams": torch.full((1, 1, 4, 4), 2.0)},
+            ]}  # fmt: skip
+        maps = [t([[1, 0], [0, 0]]), t([[0, 0], [0, 1]])]
+        return {"cams": torch.zeros(1, 1, 2, 2), "pairs": [{"co_cams": m} for m in maps[: len(partners)]]}
+
+
+def test_cosegmentation_fusion_by_hand():
+    from lesseg.methods.mcis import cosegmentation_cams
+
+    image = torch.zeros(1, 3, 32, 32)
+    cams = cosegmentation_cams(_CoSegStub(), image, [0], {0: [image, image]}, (2, 2))
+    # partner average [[.5, 0], [0, .5]] -> [[1, 0], [0, 1]]; self maps kept: flip's own [[0, 1], [0, 0]], the
+    # flip's flipped back [[0, 0], [0, 1]], the 2x one (all 1); the 0.75x one has sigmoid(mean) < 0.1.
+    # Sum [[2, 2], [1, 3]] / 5 maps, then max-normalised:
+    assert torch.allclose(cams[0], torch.tensor([[2 / 3, 2 / 3], [1 / 3, 1.0]]), atol=1e-4)
 
 
 def test_cosegmentation_stage(tmp_path):
