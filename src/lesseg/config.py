@@ -219,8 +219,11 @@ class PseudoLabelConfig:
     bg_threshold: float = _f(0.25, min=0)
     ignore_band: float = _f(0.0, min=0)
     # "cams": straight from the CAMs; "random_walk": from the CAMs propagated over the boundary map (IRN,
-    # as Puzzle-CAM's official recipe), with the background plane at random_walk.bg_threshold.
-    source: str = _f("cams", choices=("cams", "random_walk"))
+    # as Puzzle-CAM's official recipe), with the background plane at random_walk.bg_threshold; "saliency":
+    # the CAMs with external saliency maps (MCIS's official gen_gt.py, lesseg.refine.saliency), read from
+    # saliency_dir/<image id>.png (grey 0..255; extra pixel-level supervision from a saliency model).
+    source: str = _f("cams", choices=("cams", "random_walk", "saliency"))
+    saliency_dir: str | None = None
     # Label CRF iterations on the pseudo-labels (0 = none; Puzzle-CAM's README: 1). Needs the crf extra.
     crf_iterations: int = _f(0, min=0)
 

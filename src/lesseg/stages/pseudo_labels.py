@@ -36,6 +36,8 @@ def make_label(ctx: RunContext, record, folder: str, crf_iterations: int = 0) ->
     label CRF (ignored pixels are left to the CRF, then the ignore band is applied again)."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
+    if folder == "saliency":
+        return _saliency_label(ctx, record)
     res = load_cams(cam_path(ctx, record.id, folder))
     bg = None
     if classes.background is not None:
@@ -51,6 +53,34 @@ def make_label(ctx: RunContext, record, folder: str, crf_iterations: int = 0) ->
                               ignore_index=classes.ignore_index, label_values=values)  # fmt: skip
         label[banded] = classes.ignore_index
     return label
+
+
+def _saliency_label(ctx: RunContext, record) -> np.ndarray:
+    from PIL import Image
+
+    from lesseg.errors import ConfigError, DataError
+    from lesseg.refine.saliency import saliency_labels
+
+    folder = ctx.cfg.pseudo_labels.saliency_dir
+    classes = source_of(ctx).classes
+    if not folder:
+        raise ConfigError(
+            "pseudo_labels.source=saliency needs pseudo_labels.saliency_dir (a folder of <image id>.png)"
+        )
+    if classes.background is None:
+        raise ConfigError("pseudo_labels.source=saliency needs a dataset with a background class")
+    path = Path(folder) / f"{record.id}.png"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: saliency map missing (pseudo_labels.saliency_dir holds one <image id>.png per image)"
+        )
+    with Image.open(path) as im:
+        saliency = np.asarray(im.convert("L"))
+    res = load_cams(cam_path(ctx, record.id, "cams"))
+    if saliency.shape != res.cams.shape[-2:]:
+        raise DataError(f"{path}: saliency map is {saliency.shape[1]}x{saliency.shape[0]}, the image "
+                        f"{res.cams.shape[-1]}x{res.cams.shape[-2]}")  # fmt: skip
+    return saliency_labels(res, classes, saliency)
 
 
 def pseudo_label_scores(
