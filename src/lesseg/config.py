@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import yaml
 
@@ -174,6 +174,9 @@ class MCISConfig(MethodConfig):
       partners and fused with the self-pair maps) or ``single`` (the single-image CAM head, multi-scale with
       flips like the CAM baseline's; cheaper).
     """
+
+    #: settings that only change inference: changing them does not retrain the classifier
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("partners", "cam_inference")
 
     self_pairs: bool = True
     contrastive_from_epoch: int = _f(1, min=0)

@@ -4,6 +4,8 @@ classifier (tags only) -> cams (multi-scale, flips) -> pseudo_labels -> segmente
 then references (what to read the numbers against) and report (report.html).
 """
 
+import dataclasses
+
 from lesseg.pipeline import Stage
 from lesseg.stages.cams import evaluate_cams, infer_train_cams
 from lesseg.stages.classifier import train_classifier
@@ -21,6 +23,17 @@ from lesseg.stages.segmenter import evaluate_segmenter, train_segmenter
 CLASSIFIER_KEYS = ("method", "data", "model", "optim", "train")
 
 
+def classifier_keys(cfg) -> tuple[str, ...]:
+    """What decides the trained classifier: :data:`CLASSIFIER_KEYS`, leaving out the method's
+    inference-only settings (``INFERENCE_ONLY`` on its config class, e.g. MCIS's ``cam_inference``) so that
+    changing them does not retrain it."""
+    skip = getattr(type(cfg.method), "INFERENCE_ONLY", ()) if cfg is not None else ()
+    if not skip:
+        return CLASSIFIER_KEYS
+    fields = [f"method.{f.name}" for f in dataclasses.fields(cfg.method) if f.name not in skip]
+    return (*fields, *CLASSIFIER_KEYS[1:])
+
+
 def weak_supervision_stages(cfg=None) -> list[Stage]:
     """The CAM family's pipeline; the refinement stages (affinity labels, boundary branch, random walk and
     their evaluation) join when ``cfg`` asks for them (pseudo_labels.source=random_walk or
@@ -32,7 +45,7 @@ def weak_supervision_stages(cfg=None) -> list[Stage]:
         else ("cams",)
     )
     stages = [
-        Stage("classifier", train_classifier, CLASSIFIER_KEYS),
+        Stage("classifier", train_classifier, classifier_keys(cfg)),
         Stage("cams", infer_train_cams, ("cams",), ("classifier",)),
         Stage("cam_eval", evaluate_cams, ("eval.bg_sweep", "pseudo_labels.bg_threshold"), ("cams",)),
     ]
@@ -63,7 +76,7 @@ def weak_supervision_stages(cfg=None) -> list[Stage]:
             "references",
             compute_references,
             (
-                *CLASSIFIER_KEYS[:3],
+                *classifier_keys(cfg)[:-2],
                 "train.seed",
                 "cams",
                 "pseudo_labels",

@@ -1,24 +1,28 @@
-"""The CAM baseline against Puzzle-CAM, everything else equal (issue 6).
+"""The CAM baseline, Puzzle-CAM and MCIS, everything else equal (issues 6 and 7).
 
-    .venv/bin/python benchmarks/puzzlecam.py synthetic [--seeds 0 1 2] [KEY=VALUE ...]
-    .venv/bin/python benchmarks/puzzlecam.py msrc21 [--data ../shared/data/msrc21] [--seeds 0]
+    .venv/bin/python benchmarks/cam_methods.py synthetic [--seeds 0 1 2] [--methods cam puzzlecam mcis] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/cam_methods.py msrc21 [--data ../shared/data/msrc21] [--seeds 0]
 
-Both methods run the same pipeline from the same config apart from ``method``: backbone (resnet18, output
+The methods run the same pipeline from the same config apart from ``method`` (and MCIS's ``model.name``): backbone (resnet18, output
 stride 16), crop, random init, seed, epochs and optimiser (the official one for both: SGD lr 0.1, Nesterov,
 momentum 1e-4, poly, groups x1/x2/x10/x20, as the Puzzle-CAM code trains its baseline too). Per run: CAM
 mIoU on train (all images / images with 2+ tags), pseudo-label mIoU of CAM + CRF and random walk + CRF,
 the segmenter's val mIoU (trained on the random walk + CRF pseudo-labels, the official recipe), training
 images/s and the classifier's wall time. On synthetic scenes (with a background class, 3 seeds) also the
 mechanism Puzzle-CAM claims: the share of each object's discriminative part and of the rest of the object
-that its CAM label covers. Every network starts from random init (nothing can be downloaded here). Prints
-one table, writes benchmarks/results/puzzlecam_<dataset>.json; finished stages are not run again.
+that its CAM label covers. MCIS's CAMs come from co-segmentation (its official inference); its
+single-image CAM mIoU comes from a second cams stage on the same classifier, and both inferences' cost per
+image is reported. Every network starts from random init (nothing can be downloaded here). Prints one
+table, writes benchmarks/results/cam_methods_<dataset>.json; finished stages are not run again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +40,7 @@ from lesseg.refine import cams_to_labels, load_cams
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("cam", "puzzlecam")
+METHODS = ("cam", "puzzlecam", "mcis")
 #: The same for both methods; sized so that the synthetic table (2 methods x 3 seeds) fits in 30 minutes
 #: on 2 CPU cores: boundary branch 10 epochs (100 iterations), segmenter 5 epochs, no reference runs.
 COMMON = ["optim.momentum=1e-4", "optim.nesterov=true", "pseudo_labels.source=random_walk",
@@ -70,13 +74,16 @@ def object_coverage(run_dir: Path, cfg) -> dict | None:
 
 def one_run(config: str, data: Path, name: str, seed: int, overrides: list[str]) -> dict:
     seeds = [f"train.seed={seed}", f"boundary.train.seed={seed}", f"segmenter.train.seed={seed}"]
-    cfg = load_config(ROOT / config, [f"name={name}", f"data.root={data}", *seeds, *COMMON, *overrides])
+    all_overrides = [f"name={name}", f"data.root={data}", *seeds, *COMMON, *overrides]
+    cfg = load_config(ROOT / config, all_overrides)
     start = time.perf_counter()
     run_dir = run(cfg)
     wall = time.perf_counter() - start
     m = read_metrics(run_dir)
     stages = json.loads((run_dir / "stages.json").read_text())
     refine = m.get("refinement", {})
+    n_train = len(read_dataset(cfg.data.root).split(cfg.data.train_split))
+    single = single_image_cams(run_dir, config, all_overrides) if cfg.method.name == "mcis" else None
     return {
         "run_dir": str(run_dir),
         "cam_miou": m["cams"]["miou"],
@@ -89,7 +96,31 @@ def one_run(config: str, data: Path, name: str, seed: int, overrides: list[str])
         "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
         "wall_seconds_this_call": wall,
         "coverage": object_coverage(run_dir, cfg),
+        "cam_inference_seconds_per_image": stages["cams"]["seconds"] / n_train,
+        "single_image_cam_miou": single["miou"] if single else m["cams"]["miou"],
+        "single_image_cam_seconds_per_image": single["cams_seconds"] / n_train if single else None,
     }
+
+
+def single_image_cams(run_dir: Path, config: str, overrides: list[str]) -> dict:
+    """MCIS's CAM mIoU and cost with single-image inference: the cams and cam_eval stages again, in a copy
+    of the run folder that shares (hard links) its classifier."""
+    dest = run_dir.with_name(run_dir.name + "_single")
+    if not (dest / "stages.json").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        (dest / "checkpoints").mkdir(parents=True)
+        for f in (run_dir / "checkpoints").glob("classifier_*.pt"):
+            os.link(f, dest / "checkpoints" / f.name)
+        state = json.loads((run_dir / "stages.json").read_text())
+        (dest / "stages.json").write_text(json.dumps({"classifier": state["classifier"]}))
+        shutil.copy2(run_dir / "classes.json", dest / "classes.json")
+    cfg = load_config(ROOT / config, [*overrides, f"name={dest.name}", "method.cam_inference=single"])
+    for stage in ("cams", "cam_eval"):
+        run(cfg, stage=stage)
+    m = read_metrics(dest)
+    seconds = json.loads((dest / "stages.json").read_text())["cams"]["seconds"]
+    return {"miou": m["cams"]["miou"], "multi_tag_miou": (m["cams"].get("multi_tag") or {}).get("miou"),
+            "cams_seconds": seconds}  # fmt: skip
 
 
 def mean_std(values) -> str:
@@ -102,7 +133,8 @@ def mean_std(values) -> str:
 
 
 ROWS = (
-    ("CAM mIoU (train)", "cam_miou"),
+    ("CAM mIoU (train; MCIS: co-segmentation)", "cam_miou"),
+    ("CAM mIoU, single-image inference", "single_image_cam_miou"),
     ("CAM mIoU, 2+ tags", "cam_multi_tag_miou"),
     ("CAM + CRF pseudo-labels", "cam_crf_miou"),
     ("random walk + CRF pseudo-labels", "random_walk_crf_miou"),
@@ -111,18 +143,21 @@ ROWS = (
     ("CAM covers: rest of objects", ("coverage", "rest")),
     ("classifier images/s", "classifier_images_per_s"),
     ("classifier seconds", "classifier_seconds"),
+    ("CAM inference s/image (MCIS: co-segmentation)", "cam_inference_seconds_per_image"),
+    ("CAM inference s/image, single-image (MCIS)", "single_image_cam_seconds_per_image"),
 )
 
 
 def table(results: dict[str, dict[int, dict]]) -> str:
     seeds = len(next(iter(results.values())))
+    methods = [m for m in METHODS if m in results]
     lines = [
-        f"| (random init, {seeds} seed(s)) | " + " | ".join(METHODS) + " |",
-        "|---" * (len(METHODS) + 1) + "|",
+        f"| (random init, {seeds} seed(s)) | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 1) + "|",
     ]
     for label, key in ROWS:
         cells = []
-        for method in METHODS:
+        for method in methods:
             runs = results.get(method, {}).values()
             if isinstance(key, tuple):
                 values = [(r.get(key[0]) or {}).get(key[1]) for r in runs]
@@ -139,6 +174,7 @@ def main() -> int:
     parser.add_argument("dataset", choices=("msrc21", "synthetic"))
     parser.add_argument("--data", type=Path, help="dataset folder (msrc21: default ../shared/data/msrc21)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: synthetic 0 1 2, msrc21 0)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for both methods")
     args = parser.parse_args()
     if args.dataset == "msrc21":
@@ -153,12 +189,12 @@ def main() -> int:
             generate(data, images=200, classes=8, size=128, seed=0, background="textured")
         seeds, extra = args.seeds or [0, 1, 2], SYNTHETIC
     results: dict[str, dict[int, dict]] = {}
-    out = RESULTS / f"puzzlecam_{args.dataset}.json"
+    out = RESULTS / f"cam_methods_{args.dataset}.json"
     start = time.perf_counter()
     for seed in seeds:
-        for method in METHODS:
+        for method in args.methods:
             results.setdefault(method, {})[seed] = one_run(
-                f"configs/{method}/{args.dataset}.yaml", data, f"bench_puzzle_{args.dataset}_{method}_s{seed}",
+                f"configs/{method}/{args.dataset}.yaml", data, f"bench_methods_{args.dataset}_{method}_s{seed}",
                 seed, [*extra, *args.overrides],
             )  # fmt: skip
             text = table(results)
