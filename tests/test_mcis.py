@@ -199,3 +199,20 @@ def test_official_voc_config_trains_two_steps(tmp_path, crop):
     run_dir = train(cfg)
     steps = [s for s in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in s]
     assert [s["step"] for s in steps] == [1, 2] and all(s["co"] > 0 and s["self_pairs"] > 0 for s in steps)
+
+
+def test_inference_settings_do_not_retrain_the_classifier():
+    from lesseg.config import load_config
+    from lesseg.data.classes import ClassInfo
+    from lesseg.methods import get_method
+    from lesseg.pipeline import Pipeline
+
+    def hashes(*overrides):
+        cfg = load_config("configs/mcis/synthetic.yaml", list(overrides))
+        stages = get_method("mcis")(cfg, ClassInfo(("a", "b"))).stages()
+        return {s.name: Pipeline(stages).stage_hash(s.name, cfg) for s in stages}
+
+    coseg, single, more = hashes(), hashes("method.cam_inference=single"), hashes("method.partners=5")
+    assert coseg["classifier"] == single["classifier"] == more["classifier"]
+    assert len({coseg["cams"], single["cams"], more["cams"]}) == 3
+    assert hashes("method.self_pairs=false")["classifier"] != coseg["classifier"]
