@@ -193,3 +193,14 @@ def test_vgg16_at_output_stride_8_is_deeplab_largefov():
     plain = timm.create_model("vgg16", features_only=True, out_indices=(0, 1, 2, 3, 4))
     assert [k for k, _ in backbone.body.named_parameters()] == [k for k, _ in plain.named_parameters()]
     assert create_backbone("vgg16", output_stride=16).reductions == [1, 2, 4, 8, 16]
+
+
+def test_picie_fpn_features_are_unit_norm_at_stride_4():
+    from lesseg.models import PiCIEFPN
+
+    net = PiCIEFPN("resnet18", channels=32)
+    out = net(torch.randn(1, 3, 96, 64))["features"]
+    assert out.shape == (1, 32, 24, 16)
+    assert torch.allclose(out.norm(dim=1), torch.ones(1, 24, 16), atol=1e-5)
+    groups = net.param_groups()
+    assert len(groups["new_weight"]) == 4 and len(groups["new_bias"]) == 4  # the four 1x1 laterals

@@ -12,6 +12,7 @@ from lesseg.models.base import SegmentationModel, create_model, list_models, reg
 from lesseg.models.cam import CAMClassifier, multilabel_soft_margin_loss
 from lesseg.models.coattention import CoAttention, MCISNet
 from lesseg.models.deeplab import DeepLabV3Plus
+from lesseg.models.fpn import PiCIEFPN
 
 __all__ = [
     "DILATED_FAMILIES",
@@ -21,6 +22,7 @@ __all__ = [
     "CoAttention",
     "MCISNet",
     "DeepLabV3Plus",
+    "PiCIEFPN",
     "SegmentationModel",
     "create_backbone",
     "create_model",
