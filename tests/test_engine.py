@@ -155,3 +155,31 @@ def test_corrupt_image_stops_with_its_name_or_is_skipped(tmp_path, synth_dir):
     events = [json.loads(ln) for ln in (tmp_path / "run_skip" / "log.jsonl").read_text().splitlines()]
     skipped = [e for e in events if e.get("event") == "skipped"]
     assert len(skipped) == 1 and str(bad) in skipped[0]["files"][0]
+
+
+def test_epoch_hooks_in_order_and_again_after_resume(tmp_path, synth_dir):
+    from engine_script import TinyGN
+    from lesseg.data import read_dataset
+    from lesseg.data import transforms as T
+    from lesseg.data.dataset import SegDataset
+    from lesseg.engine import Trainer
+
+    source = read_dataset(synth_dir)
+    dataset = SegDataset(source, "train", transform=T.Compose([T.RandomCrop(32), T.Normalize()]))
+    calls = []
+
+    def step(model, batch, ctx):
+        calls.append(("step", ctx.epoch))
+        return {"loss": torch.nn.functional.multilabel_soft_margin_loss(model(batch["image"]), batch["tags"])}
+
+    def fit(epochs):
+        cfg = load_config(None, ["data.workers=0", "data.batch_size=16", f"train.epochs={epochs}"])
+        model = TinyGN(source.classes.num_classes)
+        Trainer(cfg, model, step, dataset, tmp_path, epoch_start=lambda m, e: calls.append(("start", e)),
+                epoch_end=lambda m, e: calls.append(("end", e))).fit()  # fmt: skip
+
+    fit(1)
+    assert calls == [("start", 0), ("step", 0), ("step", 0), ("end", 0)]  # 32 images, batches of 16
+    calls.clear()
+    fit(2)  # resumes after epoch 0: only epoch 1 runs, with its own hooks
+    assert calls == [("start", 1), ("step", 1), ("step", 1), ("end", 1)]

@@ -134,6 +134,9 @@ class Trainer:
         param_groups: named parameter groups; by default the model's ``param_groups()``.
         inputs_key: identifies the inputs that are not in ``cfg`` (e.g. the pseudo-labels a segmenter trains
             on); a checkpoint written under another key is not resumed.
+        epoch_start: called as ``epoch_start(model, epoch)`` on every process before each epoch's first
+            batch, and again when a killed run resumes inside that epoch (with the resumed weights), e.g.
+            to cluster features or load what the epoch's first call cached.
         epoch_end: called as ``epoch_end(model, epoch)`` (the unwrapped model, the finished epoch's index)
             on every process after each epoch, before the epoch's checkpoint, e.g. to score and keep the
             best epoch; a run killed in between calls it again for that epoch.
@@ -151,9 +154,11 @@ class Trainer:
         env: DistEnv | None = None,
         inputs_key: str = "",
         epoch_end: Callable[[nn.Module, int], None] | None = None,
+        epoch_start: Callable[[nn.Module, int], None] | None = None,
     ):
         self.cfg, self.step_fn, self.dataset = cfg, step_fn, dataset
         self.epoch_end = epoch_end
+        self.epoch_start = epoch_start
         self.inputs_key = inputs_key
         self.run_dir = Path(run_dir)
         self.name = name
@@ -243,6 +248,9 @@ class Trainer:
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(epoch)
             sampler.set_epoch(epoch, start_batch=batch_in_epoch)
+            if self.epoch_start is not None:
+                self.epoch_start(unwrap(model), epoch)
+                model.train()
             iterator = iter(self._loader(sampler, epoch))
             while True:
                 try:
