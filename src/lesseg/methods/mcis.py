@@ -111,9 +111,10 @@ class MCISMethod(CAMMethod):
         co = mlsm("co_logits", common) + mlsm("partner_co_logits", common)
         self_terms = sum((mlsm("partner_logits", y, p) + mlsm("co_logits", y, p) for p in out["pairs"][1:]),
                          start=torch.zeros((), device=x.device))  # fmt: skip
-        contrast = torch.zeros((), device=x.device)
         if ctx.epoch >= m.contrastive_from_epoch and (only_x.sum() + only_p.sum()) > 0:
             contrast = mlsm("contrast_logits", only_x) + mlsm("partner_contrast_logits", only_p)
+        else:  # zero, but in the graph: under DDP every parameter (the gate's too) must get a gradient
+            contrast = 0.0 * (pair["contrast_logits"].sum() + pair["partner_contrast_logits"].sum())
         loss = single + co + self_terms + contrast
         return {"loss": loss, "single": single, "co": co, "self_pairs": self_terms, "contrast": contrast}
 
