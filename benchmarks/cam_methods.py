@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from common import mean_std, seed_overrides, share_run, training_speed
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -46,13 +44,6 @@ METHODS = ("cam", "puzzlecam", "mcis")
 COMMON = ["optim.momentum=1e-4", "optim.nesterov=true", "pseudo_labels.source=random_walk",
           "pseudo_labels.crf_iterations=1", "eval.refinement=true", "eval.references=false"]  # fmt: skip
 SYNTHETIC = ["boundary.train.epochs=10", "segmenter.train.epochs=5"]
-
-
-def training_speed(run_dir: Path, stage: str) -> float | None:
-    speeds = [r["images_per_s"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
-              if r.get("stage") == stage and "images_per_s" in r]  # fmt: skip
-    speeds = speeds[1:] or speeds  # the first window holds the warm-up
-    return float(np.mean(speeds)) if speeds else None
 
 
 def object_coverage(run_dir: Path, cfg) -> dict | None:
@@ -73,8 +64,7 @@ def object_coverage(run_dir: Path, cfg) -> dict | None:
 
 
 def one_run(config: str, data: Path, name: str, seed: int, overrides: list[str]) -> dict:
-    seeds = [f"train.seed={seed}", f"boundary.train.seed={seed}", f"segmenter.train.seed={seed}"]
-    all_overrides = [f"name={name}", f"data.root={data}", *seeds, *COMMON, *overrides]
+    all_overrides = [f"name={name}", f"data.root={data}", *seed_overrides(seed), *COMMON, *overrides]
     cfg = load_config(ROOT / config, all_overrides)
     start = time.perf_counter()
     run_dir = run(cfg)
@@ -106,14 +96,7 @@ def single_image_cams(run_dir: Path, config: str, overrides: list[str]) -> dict:
     """MCIS's CAM mIoU and cost with single-image inference: the cams and cam_eval stages again, in a copy
     of the run folder that shares (hard links) its classifier."""
     dest = run_dir.with_name(run_dir.name + "_single")
-    if not (dest / "stages.json").is_file():
-        shutil.rmtree(dest, ignore_errors=True)
-        (dest / "checkpoints").mkdir(parents=True)
-        for f in (run_dir / "checkpoints").glob("classifier_*.pt"):
-            os.link(f, dest / "checkpoints" / f.name)
-        state = json.loads((run_dir / "stages.json").read_text())
-        (dest / "stages.json").write_text(json.dumps({"classifier": state["classifier"]}))
-        shutil.copy2(run_dir / "classes.json", dest / "classes.json")
+    share_run(run_dir, dest, checkpoints=["classifier"], stages=["classifier"])
     cfg = load_config(ROOT / config, [*overrides, f"name={dest.name}", "method.cam_inference=single"])
     for stage in ("cams", "cam_eval"):
         run(cfg, stage=stage)
@@ -121,15 +104,6 @@ def single_image_cams(run_dir: Path, config: str, overrides: list[str]) -> dict:
     seconds = json.loads((dest / "stages.json").read_text())["cams"]["seconds"]
     return {"miou": m["cams"]["miou"], "multi_tag_miou": (m["cams"].get("multi_tag") or {}).get("miou"),
             "cams_seconds": seconds}  # fmt: skip
-
-
-def mean_std(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
 
 
 ROWS = (

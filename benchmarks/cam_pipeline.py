@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from common import training_speed
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -36,17 +36,6 @@ from lesseg.eval import format_headline, headline, read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-
-
-def training_speed(run_dir: Path, stage: str) -> float | None:
-    """Mean images/s the trainer logged for ``stage`` (its first log line, which holds the warm-up, left out)."""
-    speeds = []
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("stage") == stage and "images_per_s" in rec:
-            speeds.append(rec["images_per_s"])
-    speeds = speeds[1:] or speeds
-    return float(np.mean(speeds)) if speeds else None
 
 
 def cam_speed(run_dir: Path) -> dict:

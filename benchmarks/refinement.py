@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import mean_std, seed_overrides, share_run
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -50,30 +49,8 @@ SHARED_FOLDERS = ("cams", "affinity_labels", "random_walk")
 SHARED_CHECKPOINTS = ("classifier", "boundary")
 
 
-def clone_run(base: Path, dest: Path) -> None:
-    """A run folder whose upstream stages are those of ``base``: the pipeline finds them done and computes
-    only what the changed pseudo-label settings invalidate."""
-    if (dest / "stages.json").is_file():
-        return  # made before: its own stages.json says what is done
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "checkpoints").mkdir(parents=True)
-    for folder in SHARED_FOLDERS:
-        if (base / folder).is_dir():
-            shutil.copytree(base / folder, tmp / folder, copy_function=os.link)
-    for name in SHARED_CHECKPOINTS:
-        for kind in ("final", "last"):
-            src = base / "checkpoints" / f"{name}_{kind}.pt"
-            if src.is_file():
-                os.link(src, tmp / "checkpoints" / src.name)
-    for name in ("stages.json", "metrics.json", "classes.json"):
-        shutil.copy2(base / name, tmp / name)
-    tmp.rename(dest)
-
-
 def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str]) -> dict:
-    seeds = [f"train.seed={seed}", f"boundary.train.seed={seed}", f"segmenter.train.seed={seed}"]
-    common = [f"data.root={data}", *seeds, *overrides]
+    common = [f"data.root={data}", *seed_overrides(seed), *overrides]
     out: dict = {}
     base_dir = None
     for variant, extra in VARIANTS.items():
@@ -82,7 +59,7 @@ def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str]
         evals = ["eval.refinement=true"] if variant == "cam" else ["eval.references=false"]
         cfg = load_config(ROOT / config, [f"name={run_name}", *common, *extra, *evals])
         if base_dir is not None:
-            clone_run(base_dir, Path(cfg.run_dir) / run_name)
+            share_run(base_dir, Path(cfg.run_dir) / run_name, SHARED_FOLDERS, SHARED_CHECKPOINTS)
         start = time.perf_counter()
         run_dir = run(cfg)
         wall = time.perf_counter() - start
@@ -100,14 +77,6 @@ def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str]
         if variant == "cam":
             out["refine_eval"] = m.get("refinement")
     return out
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
 
 
 def table(results: dict[str, dict[int, dict]]) -> str:

@@ -27,11 +27,13 @@ class CAMMethod(Method):
         ])  # fmt: skip
 
     def build_model(self) -> torch.nn.Module:
+        return create_model(self.cfg.model.name, **self.model_kwargs())
+
+    def model_kwargs(self) -> dict:
+        """The classifier's arguments from ``model.*``: one output per taggable class (no background)."""
         m = self.cfg.model
-        return create_model(
-            m.name, backbone=m.backbone, num_classes=len(self.classes.tag_indices),
-            output_stride=m.output_stride, weights=m.weights, pretrained=m.pretrained,
-        )  # fmt: skip
+        return {"backbone": m.backbone, "num_classes": len(self.classes.tag_indices),
+                "output_stride": m.output_stride, "weights": m.weights, "pretrained": m.pretrained}  # fmt: skip
 
     def training_step(self, model, batch, ctx) -> dict:
         # the classifier has one output per taggable class (no background output)

@@ -21,6 +21,8 @@ CAM method here sees the same crops; the official ColorJitter(0.3, 0.3, 0.3, 0.1
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -90,8 +92,7 @@ class MCISMethod(CAMMethod):
         m = self.cfg.model
         if m.name not in ("mcis", "cam_classifier"):
             raise ConfigError(f"method mcis trains model.name=mcis, got {m.name!r}")
-        return MCISNet(backbone=m.backbone, num_classes=len(self.classes.tag_indices),
-                       output_stride=m.output_stride, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+        return MCISNet(**self.model_kwargs())
 
     def training_step(self, model, batch, ctx) -> dict:
         m = self.cfg.method
@@ -189,6 +190,11 @@ def infer_cosegmentation_cams(ctx) -> None:
         for k in t:
             holders.setdefault(k, []).append(i)
     mine = range(len(records)) if ctx.env is None else range(ctx.env.rank, len(records), ctx.env.world_size)
+
+    @functools.lru_cache(maxsize=64)  # partners recur across an image's classes and between images
+    def partner(j: int) -> torch.Tensor:
+        return normalize_image(load_image(records[j].image)).to(device)
+
     for i in mine:
         image = load_image(records[i].image)
         if not tags[i]:
@@ -202,7 +208,7 @@ def infer_cosegmentation_cams(ctx) -> None:
             rng = np.random.default_rng([cfg.train.seed, i, k])
             pool = [j for j in holders[k] if j != i] or [i]
             picks = rng.choice(pool, size=cfg.method.partners, replace=True)
-            partners[k] = [normalize_image(load_image(records[j].image)).to(device) for j in picks]
+            partners[k] = [partner(int(j)) for j in picks]
         x = normalize_image(image).to(device)
         cams = cosegmentation_cams(model, x, tags[i], partners, image.shape[:2])
         save_cams(

@@ -148,8 +148,7 @@ class PuzzleCAMMethod(CAMMethod):
         m = self.cfg.model
         if m.name != "cam_classifier":
             raise ConfigError(f"method puzzlecam trains model.name=cam_classifier, got {m.name!r}")
-        return PuzzleCAMClassifier(backbone=m.backbone, num_classes=len(self.classes.tag_indices),
-                                   output_stride=m.output_stride, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+        return PuzzleCAMClassifier(**self.model_kwargs())
 
     def optim_config(self):
         """``method.momentum``: ``official`` keeps the config's optimiser (the example configs set the
