@@ -76,3 +76,44 @@ def test_errors():
         KMeans(2).fit(torch.zeros(4, dtype=torch.long))
     with pytest.raises(RuntimeError, match="fit the k-means before predict"):
         KMeans(2).predict(torch.zeros(3, 2))
+
+
+def test_streaming_kmeans_recovers_blobs_from_batches():
+    """Initialised on a sample of the first batches, then moved batch by batch: the blob centres."""
+    from lesseg.cluster import StreamingKMeans
+
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    km = StreamingKMeans(3, init_batches=2, init_sample=60, seed=0)
+    for _ in range(6):
+        km.add(torch.cat([c + 0.2 * torch.randn(40, 2, generator=g) for c in centres]))
+    found = km.finish()
+    nearest = torch.cdist(centres, found).argmin(1)
+    assert sorted(nearest.tolist()) == [0, 1, 2]
+    assert torch.allclose(found[nearest], centres, atol=0.1)
+    assert km.inertia < 0.2  # mean squared distance of the streamed rows, ~2 * 0.2^2
+
+
+def test_minibatch_start_counts_the_initial_points():
+    """start(centroids, counts): a later batch moves a centroid by n_new / (n_old + n_new)."""
+    km = MiniBatchKMeans(1).start(torch.zeros(1, 2), torch.tensor([3]))
+    km.partial_fit(torch.tensor([[4.0, 0.0]]))
+    assert km.centroids.tolist() == [[1.0, 0.0]]  # 0 + 1/4 * (4 - 0)
+
+
+def test_faiss_backend_finds_the_same_blobs():
+    pytest.importorskip("faiss", reason="the faiss extra is not installed (pip install 'lesseg[faiss]')")
+    from lesseg.cluster import lloyd
+
+    x, truth = blobs(k=4, n=100, d=8)
+    start = init_centroids(x, 4, generator=torch.Generator().manual_seed(0))
+    ours, theirs = lloyd(x, 4, init=start), lloyd(x, 4, backend="faiss", init=start)
+    assert same_partition(assign(x, ours)[0], truth) and same_partition(assign(x, theirs)[0], truth)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    from lesseg.cluster import lloyd
+
+    with pytest.raises(ValueError, match="torch, faiss"):
+        lloyd(torch.zeros(4, 2), 2, backend="sklearn")

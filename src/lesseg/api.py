@@ -42,8 +42,12 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print) -> Pa
 
 
 def train(cfg) -> Path:
-    """Train the method's network alone (the ``classifier`` stage); weights in checkpoints/classifier_final.pt."""
-    return run(cfg, stage="classifier", log=lambda _: None)
+    """Train the method's network alone (its first stage: ``classifier`` for the CAM family, ``features``
+    for PiCIE); weights in checkpoints/<stage>_final.pt."""
+    from lesseg.methods import get_method
+
+    first = get_method(cfg.method.name)(cfg, None).stages()[0].name  # the stage list needs no dataset
+    return run(cfg, stage=first, log=lambda _: None)
 
 
 def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device: str = "auto",

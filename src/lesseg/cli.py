@@ -206,7 +206,8 @@ def _cmd_train(args) -> int:
         from lesseg.api import train
 
         run_dir = train(cfg)
-        print(f"trained: {run_dir / 'checkpoints' / 'classifier_final.pt'} (log: {run_dir / 'log.jsonl'})")
+        weights = sorted((run_dir / "checkpoints").glob("*_final.pt"), key=lambda p: p.stat().st_mtime)
+        print(f"trained: {weights[-1]} (log: {run_dir / 'log.jsonl'})")
     return 0
 
 

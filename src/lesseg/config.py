@@ -90,7 +90,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(5, min=1)
+    epochs: int = _f(5, min=0)  # 0: no training (evaluate the initial network, e.g. a k-means baseline)
     seed: int = 0
     amp: str = _f("auto", choices=("auto", "bf16", "fp16", "off"))  # auto: bf16 where supported
     device: str = _f(
@@ -182,6 +182,57 @@ class MCISConfig(MethodConfig):
     contrastive_from_epoch: int = _f(1, min=0)
     partners: int = _f(3, min=1)
     cam_inference: str = _f("cosegmentation", choices=("cosegmentation", "single"))
+
+
+@register_method_config("picie")
+class PiCIEConfig(MethodConfig):
+    """PiCIE (Cho et al. 2021) and its MDC baseline, see :mod:`lesseg.methods.picie`. Views are
+    ``data.crop_size`` square (official 320); features come at stride 4.
+
+    * ``variant``: ``picie`` (two views, within- and cross-view losses) or ``mdc`` (the paper's Modified
+      DeepCluster baseline: one augmented view, its own labels, no invariance or equivariance terms).
+    * ``clusters``: K while training; 0 = the dataset's number of classes (official 27 on COCO-Stuff-27).
+    * ``base_size``: images are resized (short side) and centre-cropped to this first (official 640); view 1
+      is a random resized crop of it, view 2 the whole of it, both at ``data.crop_size``.
+    * ``min_scale``: the smallest crop area of view 1 (official 0.5); ``flip_p``: its flip (official 0.5).
+    * ``grayscale_p``: the official code meant 0.2 but never applied it (a "grey"/"gray" typo, issue #31),
+      so its effective value is 0; ours is 0.2 as the paper and the intent say; set 0 to match the code.
+    * ``cluster_weights``: cross-entropy class weights per epoch: ``frequency`` (the official code: cluster
+      size / total, issue #28), ``inverse`` (1 / size, normalised: the paper's "countering imbalance"
+      reading) or ``none``.
+    * ``centroid_bias``: the frozen centroid classifier's logits are ``f.c - |c|^2 / 2`` so that its argmax
+      is the nearest centroid, the very label it is trained on (true); the official code uses ``f.c`` with
+      no bias while it labels by nearest centroid, which disagree when centroid norms differ (false).
+    * ``kmeans_init_batches``, ``kmeans_init_sample``, ``kmeans_iterations``: each epoch's mini-batch k-means
+      starts with Lloyd k-means (``kmeans_iterations``, official 10) on a random sample of at most
+      ``kmeans_init_sample`` pixels of the first ``kmeans_init_batches`` batches (the official code clusters
+      every pixel of 20 batches of 256 images, ~17 GB of host RAM), then moves the centroids batch by batch.
+    * ``cluster_batch_size``: images per batch of the clustering pass (official 256).
+    * ``feature_cache_mb``: keep the clustering pass's features in memory up to this size, so labelling
+      needs no second pass over the images (0: always recompute, the official two passes).
+    * ``kmeans_backend``: ``torch`` (ours; the GPU when there is one) or ``faiss`` (the ``faiss`` extra).
+    * ``eval_clusters``: K of the fresh k-means of the evaluation; 0 = the number of classes (Hungarian
+      matching, the official protocol); more = over-clustering, scored by majority vote (optimistic).
+    * ``eval_crop``: ``center`` (official: resize the short side to ``data.crop_size``, centre-crop) or
+      ``none`` (the whole image, short side at ``data.crop_size``).
+    """
+
+    variant: str = _f("picie", choices=("picie", "mdc"))
+    clusters: int = _f(0, min=0)
+    base_size: int = _f(640, min=1)
+    min_scale: float = _f(0.5, min=1e-3)
+    flip_p: float = _f(0.5, min=0)
+    grayscale_p: float = _f(0.2, min=0)
+    cluster_weights: str = _f("frequency", choices=("frequency", "inverse", "none"))
+    centroid_bias: bool = True
+    kmeans_init_batches: int = _f(20, min=1)
+    kmeans_init_sample: int = _f(500_000, min=1)
+    kmeans_iterations: int = _f(10, min=1)
+    cluster_batch_size: int = _f(256, min=1)
+    feature_cache_mb: int = _f(1024, min=0)
+    kmeans_backend: str = _f("torch", choices=("torch", "faiss"))
+    eval_clusters: int = _f(0, min=0)
+    eval_crop: str = _f("center", choices=("center", "none"))
 
 
 def registered_methods() -> list[str]:

@@ -103,6 +103,8 @@ class Predictor:
         from lesseg.stages.segmenter import build_segmenter
 
         run_dir = Path(run_dir)
+        if (run_dir / "checkpoints" / "clusters.pt").is_file():
+            return cls._from_clustering_run(run_dir, scales, flip, device)
         weights = run_dir / "checkpoints" / "segmenter_final.pt"
         for needed in (run_dir / "config.yaml", run_dir / "classes.json", weights):
             if not needed.is_file():
@@ -118,6 +120,29 @@ class Predictor:
         crf = seg.test_crf_iterations if crf_iterations is None else crf_iterations
         return cls(model, classes, seg.test_scales if scales is None else scales,
                    seg.test_flip if flip is None else flip, device, crf)  # fmt: skip
+
+    @classmethod
+    def _from_clustering_run(cls, run_dir: Path, scales, flip, device) -> Predictor:
+        """A PiCIE run: its feature network and evaluation clusters, coloured by their matched class when
+        the ``cluster_eval`` stage could match them (val masks), else one colour per cluster."""
+        from lesseg.config import load_config
+        from lesseg.methods.picie import ClusterSegmenter
+        from lesseg.models import create_model
+
+        for needed in ("config.yaml", "classes.json", "checkpoints/features_final.pt"):
+            if not (run_dir / needed).is_file():
+                raise ConfigError(f"{run_dir} is not a finished run: {needed} is missing")
+        cfg = load_config(run_dir / "config.yaml")
+        m = cfg.model
+        net = create_model(m.name, backbone=m.backbone, output_stride=m.output_stride)
+        net.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "features_final.pt")["model"])
+        clusters = load_checkpoint(run_dir / "checkpoints" / "clusters.pt")
+        classes = ClassInfo.load(run_dir / "classes.json")
+        mapping = clusters["cluster_to_class"]
+        if mapping is None:
+            classes = ClassInfo(tuple(f"cluster {k}" for k in range(len(clusters["centroids"]))))
+        model = ClusterSegmenter(net, clusters["centroids"], mapping, classes.num_classes, cfg.data.crop_size)
+        return cls(model, classes, scales if scales is not None else (1.0,), bool(flip), device)
 
     def probabilities(self, image: np.ndarray) -> torch.Tensor:
         """[C,H,W] class scores of one HxWx3 uint8 RGB image (averaged over the test-time passes)."""

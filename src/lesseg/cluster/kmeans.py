@@ -182,6 +182,16 @@ class MiniBatchKMeans:
         self.counts: torch.Tensor | None = None
         self.reseeded = 0
 
+    def start(self, centroids: torch.Tensor, counts: torch.Tensor) -> MiniBatchKMeans:
+        """Begin from given centroids ``[k, D]`` that already account for ``counts`` points each (PiCIE:
+        the initial k-means and its assignment), so the next batches move them with step n_new / n_total."""
+        if centroids.shape[0] != self.k or counts.shape != (self.k,):
+            raise ValueError(f"need [k={self.k}, D] centroids and [k] counts, got {list(centroids.shape)}, "
+                             f"{list(counts.shape)}")  # fmt: skip
+        self.centroids = centroids.clone()
+        self.counts = counts.to(centroids.device, torch.float64).clone()
+        return self
+
     def partial_fit(self, batch: torch.Tensor, centroids: torch.Tensor | None = None) -> MiniBatchKMeans:
         _check_data(batch, "batch")
         if self.centroids is None:

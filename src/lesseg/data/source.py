@@ -101,6 +101,10 @@ class DatasetSource:
     required_splits: tuple[str, ...] = ()
 
     def split(self, name: str) -> list[Record]:
+        """The records of split ``name``; ``"a+b"`` joins splits (PiCIE trains on Cityscapes'
+        ``test+train_extra`` and evaluates on ``val+train``)."""
+        if "+" in name:
+            return [r for part in name.split("+") for r in self.split(part)]
         if name not in self.splits:
             valid = ", ".join(sorted(self.splits)) or "none found"
             raise DataError(

@@ -116,6 +116,11 @@ def _clean_worker_error(e: Exception) -> DataError:
     return DataError(last.split("DataError: ", 1)[-1])
 
 
+def _batch_len(batch: dict) -> int:
+    """Images in a batch (methods name their inputs differently: "image", PiCIE's "image1", ...)."""
+    return next(len(v) for v in batch.values() if torch.is_tensor(v))
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -261,7 +266,7 @@ class Trainer:
                     raise _clean_worker_error(e) from None
                 if batch.get("_skipped"):
                     logger.log({"event": "skipped", "step": step, "files": batch["_skipped"]})
-                    if "image" not in batch:
+                    if not any(torch.is_tensor(v) for v in batch.values()):
                         raise DataError(f"every image of a batch was unreadable: {batch['_skipped']}")
                 batch = _to_device(batch, env.device)
                 ctx = StepContext(epoch, step, total)
@@ -283,7 +288,7 @@ class Trainer:
                 scheduler.step()
                 step += 1
                 batch_in_epoch += 1
-                window_images += batch["image"].shape[0] * world
+                window_images += _batch_len(batch) * world
                 logger.progress(1)
                 if step % cfg.train.log_every == 0 or step == total:
                     scalars = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, env)

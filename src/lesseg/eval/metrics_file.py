@@ -36,6 +36,7 @@ _AGAINST = {
     "cams": (("untrained", "cams"), ("random_tags", "train")),
     "pseudo_labels": (("untrained", "pseudo_labels"), ("random_tags", "train")),
     "segmenter": (("untrained", "segmenter"), ("random_tags", "val")),
+    "cluster_eval": (),  # PiCIE: Hungarian-matched clusters; its untrained baseline is a benchmark row
 }
 
 
@@ -52,7 +53,7 @@ def headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         name, best = max(found, key=lambda f: f[1]) if found else (None, None)
         row = {"stage": stage, "miou": m["miou"], "reference": best, "reference_name": name,
                "margin": None if best is None else m["miou"] - best}  # fmt: skip
-        for extra in ("coverage", "best_threshold_miou"):
+        for extra in ("coverage", "best_threshold_miou", "pixel_acc"):
             if extra in m:
                 row[extra] = m[extra]
         if isinstance(m.get("multi_tag"), dict):
@@ -72,6 +73,8 @@ def format_headline(metrics: dict[str, Any]) -> str:
             notes.append(f"multi-tag {r['multi_tag_miou']:.3f}")
         if "best_threshold_miou" in r:
             notes.append(f"best-threshold {r['best_threshold_miou']:.3f}")
+        if "pixel_acc" in r:
+            notes.append(f"pixel accuracy {r['pixel_acc']:.3f}")
         if "coverage" in r:
             notes.append(f"coverage {r['coverage']:.3f}")
         if r["reference_name"]:

@@ -1,69 +1,248 @@
 """PiCIE: Cho, Mall, Bala & Hariharan, "PiCIE: Unsupervised Semantic Segmentation using Invariance and
-Equivariance in Clustering", CVPR 2021 (in progress: the geometric replay so far).
+Equivariance in Clustering", CVPR 2021; and its Modified DeepCluster (MDC) baseline.
 
-Equivariance (Sec. 3.3): view 1 applies a geometric transform ``G`` (a resized crop and a flip) to the
-*image* before the network; view 2 applies the same ``G`` to the network's *feature map* of the whole image.
-Both views then describe the same pixels, so their cluster labels can supervise each other. ``G`` is
-described resolution-free, as a crop box in normalised coordinates and a flip, so one draw applies to an
-image and to a 4x smaller feature map alike (:func:`apply_geometry`).
+No labels at all. Every epoch the pixel features of two views of each training image are clustered (one
+mini-batch k-means per view, K clusters), every pixel gets its nearest centroid as label, and the network is
+trained for one pass to predict those labels with the frozen centroids as a 1x1 classifier (Sec. 3.2-3.4):
+
+    L = 1/2 (L_within(1) + L_within(2)) / 2 + 1/2 (L_cross(1->2) + L_cross(2->1)) / 2     (paper Eq. 7)
+
+where L_within(v) is the cross-entropy of view v's features against view v's labels under view v's
+centroids, and L_cross(1->2) that of view 1's features against view 2's labels under view 2's centroids.
+
+Invariance: the two views get independent photometric transforms (colour jitter, blur, grayscale).
+Equivariance: view 1 applies a geometric transform ``G`` (random resized crop, flip) to the *image*; view 2
+applies the same ``G`` to the network's *feature map* of the whole image (:func:`view_features`), so both
+describe the same pixels. Transforms are drawn per (seed, epoch, image): the clustering pass and the training
+pass of an epoch see identical views, so the cached labels fit the pixels they are trained on.
+
+MDC (``method.variant=mdc``): one augmented view, its own clusters and labels, within-view loss only. The
+official MDC script trains a fresh linear head per epoch (DeepCluster's); ours keeps the frozen centroid
+classifier (the official ``--nonparametric`` option), so the two methods differ only in the PiCIE terms.
 
 Example:
-    >>> import torch
-    >>> g = Geometry(box=(0.0, 0.0, 0.5, 0.5), flip=False)  # the top-left quarter
-    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
-    >>> apply_geometry(x, [g], (2, 2)).flatten().tolist()
-    [0.0, 1.0, 4.0, 5.0]
+    >>> from lesseg.config import load_config
+    >>> cfg = load_config("configs/picie/synthetic.yaml")  # doctest: +SKIP
+    >>> lesseg.api.run(cfg)                                  # train, cluster, match, score  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import json
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from lesseg.data import transforms as T
+from lesseg.data.dataset import SegDataset
+from lesseg.data.splits import Supervision
+from lesseg.methods.base import Method, register_method
+from lesseg.models import create_model
+
+WEIGHTINGS = ("frequency", "inverse", "none")
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """A crop box ``(y0, x0, y1, x1)`` in [0, 1] coordinates of the whole image (0 = top/left edge, 1 =
-    bottom/right edge) and a horizontal flip applied after cropping."""
-
-    box: tuple[float, float, float, float]
-    flip: bool
+def base_transform(size: int) -> T.Compose:
+    """Resize the short side to ``size`` and centre-crop a ``size`` square (PiCIE's base and evaluation
+    transform); the image stays uint8."""
+    return T.Compose([T.RandomRescale(short_side=(size, size)), T.CenterCrop(size)])
 
 
-def random_geometry(rng: np.random.Generator, aspect: float = 1.0, scale: tuple[float, float] = (0.5, 1.0),
-                    flip_p: float = 0.5) -> Geometry:  # fmt: skip
-    """PiCIE's draw: a random resized crop of ``scale`` of the area (square in pixels for an image of
-    aspect ``width / height``, within the image) and a flip with probability ``flip_p``."""
-    area = rng.uniform(*scale)
-    side_h = min(1.0, math.sqrt(area * aspect))  # a square crop: h_frac * H == w_frac * W
-    side_w = min(1.0, side_h / aspect)
-    y0 = rng.uniform(0, 1 - side_h)
-    x0 = rng.uniform(0, 1 - side_w)
-    return Geometry((y0, x0, y0 + side_h, x0 + side_w), bool(rng.random() < flip_p))
+def photometric(grayscale_p: float) -> list[T.Transform]:
+    """One view's invariance transforms (official: jitter 0.3/0.3/0.3/0.1 with p 0.8, blur sigma in
+    [0.1, 2] with p 0.5, grayscale)."""
+    out: list[T.Transform] = [T.ColorJitter(0.3, 0.3, 0.3, 0.1, p=0.8), T.GaussianBlur((0.1, 2.0), p=0.5)]
+    if grayscale_p > 0:
+        out.append(T.RandomGrayscale(grayscale_p))
+    return out
 
 
-def apply_geometry(x: torch.Tensor, geometries: list[Geometry], size: tuple[int, int]) -> torch.Tensor:
-    """Crop each map of ``x`` ``[N, C, H, W]`` to its box, resize it to ``size`` (bilinear sampling at the
-    output pixels' centres) and flip it if asked: ``[N, C, *size]``. The box is in normalised
-    coordinates, so the same geometry gives corresponding pixels on an image and on its feature map."""
-    if x.ndim != 4 or len(geometries) != x.shape[0]:
-        raise ValueError(
-            f"need one geometry per map of a [N, C, H, W] input; got {len(geometries)} for {list(x.shape)}"
-        )
-    h, w = size
-    grids = []
-    for g in geometries:
-        y0, x0, y1, x1 = g.box
-        # output pixel centres -> normalised [-1, 1] coordinates of the input (align_corners=False)
-        ys = y0 + (torch.arange(h, dtype=torch.float32) + 0.5) / h * (y1 - y0)
-        xs = x0 + (torch.arange(w, dtype=torch.float32) + 0.5) / w * (x1 - x0)
-        if g.flip:
-            xs = xs.flip(0)
-        gy, gx = torch.meshgrid(ys * 2 - 1, xs * 2 - 1, indexing="ij")
-        grids.append(torch.stack([gx, gy], dim=-1))
-    grid = torch.stack(grids).to(x.device, x.dtype)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+class PiCIEViews(Dataset):
+    """The two views of each image of ``base`` (a :class:`SegDataset` whose transform gives the base image).
+
+    Item ``i``: ``image1`` (photometric set 1, then the random resized crop and flip ``G``), ``image2``
+    (photometric set 2, the whole base image resized to the view size; absent for MDC), ``params`` (``G``'s
+    params as JSON, to replay on view 2's features), ``index``, and once :attr:`labels` ``[N, views, h, w]``
+    is set, ``label1`` (and ``label2``). All draws come from ``seeded_rng(seed, epoch, i)``.
+    """
+
+    def __init__(self, base: SegDataset, view_size: int, min_scale: float = 0.5, flip_p: float = 0.5,
+                 grayscale_p: float = 0.2, two_views: bool = True, seed: int = 0):  # fmt: skip
+        self.base, self.seed, self.two_views = base, seed, two_views
+        self.epoch = 0
+        self.labels: np.ndarray | None = None
+        geometric = [T.RandomResizedCrop(view_size, scale=(min_scale, 1.0)), T.RandomHorizontalFlip(flip_p)]
+        self.view1 = T.Compose([*photometric(grayscale_p), *geometric, T.Normalize()])
+        self.view2 = T.Compose([
+            *photometric(grayscale_p), T.RandomRescale(short_side=(view_size, view_size)), T.Normalize(),
+        ])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        image = self.base[index]["image"]
+        rng = T.seeded_rng(self.seed, self.epoch, index)
+        v1, params = self.view1({"image": image}, rng)
+        out = {"image1": v1["image"], "params": json.dumps([p for p in params if T.is_geometric(p)]),
+               "index": index}  # fmt: skip
+        if self.two_views:
+            out["image2"] = self.view2({"image": image}, rng)[0]["image"]
+        if self.labels is not None:
+            for v in range(self.labels.shape[1]):
+                out[f"label{v + 1}"] = torch.from_numpy(np.asarray(self.labels[index, v], dtype=np.int64))
+        return out
+
+
+def view_features(model: nn.Module, batch: dict, two_views: bool = True) -> list[torch.Tensor]:
+    """The features of each view in view 1's frame: ``[model(image1), G(model(image2))]``, each
+    ``[N, C, h, w]`` with unit norm per pixel (re-normalised after the replay's interpolation, as the
+    official code normalises after its transform)."""
+    f1 = model(batch["image1"])["features"]
+    if not two_views:
+        return [f1]
+    params = [json.loads(p) for p in batch["params"]]
+    f2 = T.replay_batch(params, model(batch["image2"])["features"], out_size=tuple(f1.shape[-2:]))
+    return [f1, F.normalize(f2, dim=1)]
+
+
+def centroid_logits(features: torch.Tensor, centroids: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    """The frozen centroid classifier: ``f.c - |c|^2 / 2`` per cluster (``[N, K, h, w]``), whose argmax is
+    the nearest centroid in squared Euclidean distance; ``bias=False`` gives the official ``f.c``."""
+    logits = torch.einsum("nchw,kc->nkhw", features, centroids.to(features.dtype))
+    if bias:
+        logits = logits - 0.5 * (centroids * centroids).sum(1).to(logits.dtype)[None, :, None, None]
+    return logits
+
+
+def cluster_weights(counts: torch.Tensor, kind: str = "frequency") -> torch.Tensor | None:
+    """Cross-entropy class weights from cluster sizes: ``frequency`` (size / total, the official code),
+    ``inverse`` (1 / size, scaled to sum to K; empty clusters get 0) or ``none`` (None: unweighted).
+
+    >>> cluster_weights(torch.tensor([1.0, 3.0])).tolist(), cluster_weights(torch.tensor([1.0, 3.0]), "inverse").tolist()
+    ([0.25, 0.75], [1.5, 0.5])
+    """
+    if kind not in WEIGHTINGS:
+        raise ValueError(f"cluster weights must be one of {', '.join(WEIGHTINGS)}, got {kind!r}")
+    counts = counts.double()
+    if kind == "none":
+        return None
+    if kind == "frequency":
+        return (counts / counts.sum().clamp_min(1)).float()
+    inv = torch.where(counts > 0, 1 / counts.clamp_min(1), torch.zeros_like(counts))
+    return (inv * len(counts) / inv.sum().clamp_min(1e-12)).float()
+
+
+def picie_loss(features: list[torch.Tensor], labels: list[torch.Tensor], centroids: list[torch.Tensor],
+               weights: list[torch.Tensor | None], bias: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Eq. 7: half the mean of the within-view cross-entropies plus half the mean of the cross-view ones
+    (view ``a``'s features against view ``b``'s labels under view ``b``'s centroids and weights). With one
+    view (MDC) the within-view term alone."""
+
+    def ce(f: torch.Tensor, b: int) -> torch.Tensor:
+        w = weights[b].to(f.device) if weights[b] is not None else None
+        return F.cross_entropy(centroid_logits(f, centroids[b], bias).float(), labels[b], weight=w)
+
+    within = torch.stack([ce(features[v], v) for v in range(len(features))]).mean()
+    if len(features) == 1:
+        return {"loss": within, "within": within.detach()}
+    cross = (ce(features[0], 1) + ce(features[1], 0)) / 2
+    return {"loss": (within + cross) / 2, "within": within.detach(), "cross": cross.detach()}
+
+
+@register_method("picie")
+class PiCIEMethod(Method):
+    """See the module docstring. Its pipeline: ``features`` (train, clustering every epoch), then
+    ``cluster_eval`` (fresh k-means on the train images, Hungarian-matched scores on val), ``report``."""
+
+    def __init__(self, cfg, classes):
+        super().__init__(cfg, classes)
+        #: per view: the epoch's frozen centroids [K, C] and cross-entropy weights (set by the clustering)
+        self.centroids: list[torch.Tensor] = []
+        self.weights: list[torch.Tensor | None] = []
+
+    @property
+    def two_views(self) -> bool:
+        return self.cfg.method.variant == "picie"
+
+    @property
+    def k(self) -> int:
+        return self.cfg.method.clusters or self.classes.num_classes
+
+    def supervision(self) -> Supervision:
+        return Supervision(masks="none", tags=False)
+
+    def train_transform(self) -> T.Compose:
+        return base_transform(self.cfg.method.base_size)
+
+    def train_dataset(self, dataset: SegDataset) -> PiCIEViews:
+        m = self.cfg.method
+        return PiCIEViews(dataset, self.cfg.data.crop_size, m.min_scale, m.flip_p, m.grayscale_p,
+                          self.two_views, self.cfg.train.seed)  # fmt: skip
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        return create_model(m.name, backbone=m.backbone, output_stride=m.output_stride, weights=m.weights,
+                            pretrained=m.pretrained)  # fmt: skip
+
+    def stages(self) -> list:
+        from lesseg.stages.clustering import clustering_stages
+
+        return clustering_stages(self.cfg)
+
+    def training_step(self, model, batch, ctx) -> dict:
+        if not self.centroids:
+            raise RuntimeError("PiCIE's training step needs the epoch's clusters (set by its epoch_start)")
+        feats = view_features(model, batch, self.two_views)
+        labels = [batch[f"label{v + 1}"] for v in range(len(feats))]
+        return picie_loss(feats, labels, self.centroids, self.weights, self.cfg.method.centroid_bias)
+
+
+class ClusterSegmenter(nn.Module):
+    """A trained PiCIE network with its evaluation clusters as a segmenter (what ``lesseg predict`` uses).
+
+    Images are resized to ``short_side`` (the evaluation resolution) and the nearest-centroid scores brought
+    back to the input size. With ``cluster_to_class`` (the Hungarian matching of the ``cluster_eval``
+    stage) the logits are per class: each class takes the best score among its clusters (a class without a
+    cluster gets none). Without it, the logits are per cluster.
+
+    Args:
+        model: the feature network (``{"features": ...}``).
+        centroids: ``[K, C]`` evaluation centroids.
+        cluster_to_class: class of each cluster, -1 for unmatched ones; None: predict clusters.
+        num_classes: classes of the dataset (used with ``cluster_to_class``).
+        short_side: the evaluation resolution (``data.crop_size``).
+    """
+
+    def __init__(self, model: nn.Module, centroids: torch.Tensor, cluster_to_class: list[int] | None = None,
+                 num_classes: int | None = None, short_side: int = 320):  # fmt: skip
+        super().__init__()
+        self.model, self.short_side = model, short_side
+        self.register_buffer("centroids", centroids.float().clone())
+        self.mapping = cluster_to_class
+        if cluster_to_class is not None:
+            if num_classes is None:
+                raise ValueError("num_classes is needed with cluster_to_class")
+            lut = torch.zeros(num_classes, len(cluster_to_class), dtype=torch.bool)
+            for k, c in enumerate(cluster_to_class):
+                if c >= 0:
+                    lut[c, k] = True
+            self.register_buffer("members", lut)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        scale = self.short_side / min(size)
+        inner = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False) if scale != 1 else x
+        scores = centroid_logits(self.model(inner)["features"], self.centroids)
+        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+        if self.mapping is None:
+            return {"logits": scores}
+        masked = scores[:, None].masked_fill(~self.members[None, :, :, None, None], float("-inf"))
+        return {"logits": masked.amax(2)}

@@ -24,12 +24,19 @@ from .base import INTERPOLATIONS as INTERPOLATIONS
 from .base import KINDS as KINDS
 from .base import Size as Size
 from .compose import Compose
-from .geometry import Geometric, RandomCrop, RandomHorizontalFlip, RandomRescale, RandomResizedCrop
+from .geometry import (
+    CenterCrop,
+    Geometric,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomRescale,
+    RandomResizedCrop,
+)
 from .photometric import ColorJitter, Cutout, GaussianBlur, Normalize, Photometric, RandomGrayscale
 from .resample import invert, invert_batch, is_geometric, output_size, replay, replay_batch, valid_region
 
 __all__ = [
-    "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "ColorJitter", "Compose", "Cutout", "GaussianBlur",
+    "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "CenterCrop", "ColorJitter", "Compose", "Cutout", "GaussianBlur",
     "Geometric", "Normalize", "Photometric", "RandomCrop", "RandomGrayscale", "RandomHorizontalFlip",
     "RandomRescale", "RandomResizedCrop", "Transform", "invert", "invert_batch", "is_geometric",
     "output_size", "replay", "replay_batch", "seeded_rng", "valid_region",

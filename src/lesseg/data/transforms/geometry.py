@@ -104,6 +104,21 @@ class RandomCrop(Geometric):
         return (offset(H, ch), offset(W, cw), ch, cw), (ch, cw), False
 
 
+class CenterCrop(Geometric):
+    """The central ``size`` window (padded evenly where the input is smaller); deterministic. With
+    ``RandomRescale(short_side=(s, s))`` before it, PiCIE's "resize the short side, centre-crop" transform.
+    ``CenterCrop(320)``"""
+
+    name = "center_crop"
+
+    def __init__(self, size):
+        self.size = _size("CenterCrop", "size", size)
+
+    def frame(self, rng: np.random.Generator, size: Size):
+        (ch, cw), (H, W) = self.size, size
+        return ((H - ch) // 2, (W - cw) // 2, ch, cw), (ch, cw), False
+
+
 class RandomResizedCrop(Geometric):
     """A box of random area (fraction ``scale`` of the input) and aspect ``ratio``, resized to ``size``
     (PiCIE). ``RandomResizedCrop(320, scale=(0.5, 1.0))``"""

@@ -136,11 +136,16 @@ def is_geometric(p: dict) -> bool:
     return bool(p.get("geometric"))
 
 
-def replay(params: Sequence[dict], x: Tensor, kind: str = "map") -> Tensor:
+def replay(params: Sequence[dict], x: Tensor, kind: str = "map", out_size: Size | None = None) -> Tensor:
     """The geometric params of one sample replayed on x ([C,H,W] or [N,C,H,W]; a mask [H,W] or [N,H,W])
-    at any resolution: ``replay(params, feat)`` on an 80 px feature map of a 320 px image."""
+    at any resolution: ``replay(params, feat)`` on an 80 px feature map of a 320 px image. The output
+    scales like the input unless ``out_size`` ([h, w]) is given (PiCIE: a crop of a 640 px image's
+    feature map resized to the 80 px feature map of the 320 px crop)."""
     geo = [p for p in params if is_geometric(p)]
     ratio = _ratio(geo, tuple(x.shape[-2:]))
+    if out_size is not None and geo:
+        last = geo[-1]["out"]
+        ratio = (out_size[0] / last[0], out_size[1] / last[1])
     for p in geo:
         x = _geo(p, x, kind, ratio)[0]
     return x
@@ -160,11 +165,13 @@ def invert(params: Sequence[dict], x: Tensor, kind: str = "map") -> tuple[Tensor
     return x, (valid > 0.999 if soft else valid)
 
 
-def replay_batch(params_list: Sequence[Sequence[dict]], x: Tensor, kind: str = "map") -> Tensor:
+def replay_batch(
+    params_list: Sequence[Sequence[dict]], x: Tensor, kind: str = "map", out_size: Size | None = None
+) -> Tensor:
     """``replay`` with each image's own params on a batch x [N, ...]; the outputs must share a size."""
     if len(params_list) != len(x):
         raise ValueError(f"replay_batch: got {len(params_list)} params lists for a batch of {len(x)}")
-    return torch.stack([replay(p, xi, kind) for p, xi in zip(params_list, x)])
+    return torch.stack([replay(p, xi, kind, out_size) for p, xi in zip(params_list, x)])
 
 
 def invert_batch(
