@@ -230,10 +230,15 @@ def test_mdc_trains_on_one_view(tmp_path):
     cfg = load_config("configs/picie/synthetic.yaml", [
         f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "method.variant=mdc", "data.batch_size=2",
         "data.workers=0", "train.epochs=1", "train.log_every=1", "data.crop_size=32", "method.base_size=40",
-        "method.cluster_batch_size=2", "method.kmeans_init_batches=1",
+        "method.cluster_batch_size=2", "method.kmeans_init_batches=1", "method.eval_clusters=6",
     ])  # fmt: skip
     run_dir = run(cfg, log=lambda _: None)
     steps = [s for s in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in s]
     assert len(steps) == 3 and all("cross" not in s for s in steps)
     sizes = json.loads((run_dir / "metrics.json").read_text())["features"]["epochs"][0]["cluster_sizes"]
     assert len(sizes) == 1  # one view clustered
+    ev = json.loads((run_dir / "metrics.json").read_text())["cluster_eval"]
+    # over-clustering: 6 clusters for 4 classes; Hungarian leaves 2 unmatched, majority vote matches all
+    assert ev["clusters"] == 6 and sorted(ev["cluster_to_class"]).count(-1) == 2
+    assert min(ev["majority"]["cluster_to_class"]) >= 0 and ev["majority"]["optimistic"]
+    assert ev["majority"]["miou"] >= ev["miou"]
