@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -54,7 +55,9 @@ def init_distributed(device: str = "auto") -> DistEnv:
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # long single-rank work between barriers (PiCIE clusters each epoch on rank 0, a COCO-sized pass
+        # takes well over the default 10 minutes), so waiting ranks get hours, not minutes
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(hours=3))
     return DistEnv(rank, world, local_rank, dev)
 
 
