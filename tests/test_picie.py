@@ -242,3 +242,17 @@ def test_mdc_trains_on_one_view(tmp_path):
     assert ev["clusters"] == 6 and sorted(ev["cluster_to_class"]).count(-1) == 2
     assert min(ev["majority"]["cluster_to_class"]) >= 0 and ev["majority"]["optimistic"]
     assert ev["majority"]["miou"] >= ev["miou"]
+
+
+def test_evaluation_settings_do_not_retrain_the_network():
+    from lesseg.data.classes import ClassInfo
+    from lesseg.pipeline import Pipeline
+
+    def hashes(*overrides):
+        cfg = load_config("configs/picie/synthetic.yaml", list(overrides))
+        stages = PiCIEMethod(cfg, ClassInfo(("a", "b"))).stages()
+        return {s.name: Pipeline(stages).stage_hash(s.name, cfg) for s in stages}
+
+    base, over = hashes(), hashes("method.eval_clusters=6", "method.eval_crop=center")
+    assert base["features"] == over["features"] and base["cluster_eval"] != over["cluster_eval"]
+    assert hashes("method.cluster_weights=inverse")["features"] != base["features"]

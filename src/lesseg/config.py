@@ -217,6 +217,9 @@ class PiCIEConfig(MethodConfig):
       ``none`` (the whole image, short side at ``data.crop_size``).
     """
 
+    #: settings of the evaluation only: changing them does not retrain the network
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("eval_clusters", "eval_crop")
+
     variant: str = _f("picie", choices=("picie", "mdc"))
     clusters: int = _f(0, min=0)
     base_size: int = _f(640, min=1)

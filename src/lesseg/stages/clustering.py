@@ -30,10 +30,12 @@ from lesseg.stages.common import device_of, is_main, load_weights, method_of, so
 
 
 def clustering_stages(cfg=None) -> list[Stage]:
+    from lesseg.stages import classifier_keys
+
     eval_keys = ("data.val_split", "method.eval_clusters", "method.eval_crop", "method.kmeans_init_batches",
                  "method.kmeans_init_sample", "method.kmeans_iterations", "method.kmeans_backend")  # fmt: skip
     return [
-        Stage("features", train_features, ("method", "data", "model", "optim", "train")),
+        Stage("features", train_features, classifier_keys(cfg)),
         Stage("cluster_eval", evaluate_clusters, eval_keys, ("features",)),
     ]
 
