@@ -239,7 +239,9 @@ class ClusterSegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
         scale = self.short_side / min(size)
-        inner = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False) if scale != 1 else x
+        inner = (
+            F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False) if scale != 1 else x
+        )
         scores = centroid_logits(self.model(inner)["features"], self.centroids)
         scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
         if self.mapping is None:
