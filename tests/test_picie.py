@@ -242,6 +242,7 @@ def test_mdc_trains_on_one_view(tmp_path):
     assert ev["clusters"] == 6 and sorted(ev["cluster_to_class"]).count(-1) == 2
     assert min(ev["majority"]["cluster_to_class"]) >= 0 and ev["majority"]["optimistic"]
     assert ev["majority"]["miou"] >= ev["miou"]
+    assert "clusters" in (run_dir / "report.html").read_text()  # the gallery's cluster panels
 
 
 def test_evaluation_settings_do_not_retrain_the_network():

@@ -1,7 +1,8 @@
 """The stages of the clustering methods (PiCIE, MDC):
 
 features (train; the training images' views are clustered at the start of every epoch) -> cluster_eval
-(fresh k-means on the un-augmented training images, val predicted and Hungarian-matched to the classes).
+(fresh k-means on the un-augmented training images, val predicted and Hungarian-matched to the classes)
+-> report (report.html).
 
 Each epoch's clusters and labels are stored in ``checkpoints/features_clusters.pt``: a run killed inside an
 epoch trains on with the labels that epoch started with, instead of clustering features that have moved.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -37,6 +39,7 @@ def clustering_stages(cfg=None) -> list[Stage]:
     return [
         Stage("features", train_features, classifier_keys(cfg)),
         Stage("cluster_eval", evaluate_clusters, eval_keys, ("features",)),
+        Stage("report", write_clustering_report, ("eval.gallery",), ("cluster_eval",)),
     ]
 
 
@@ -209,3 +212,46 @@ def evaluate_clusters(ctx: RunContext) -> None:
         save_checkpoint(ctx.path("checkpoints", "clusters.pt"),
                         {"centroids": centroids.cpu(), "cluster_to_class": mapping})  # fmt: skip
         record_metrics(ctx.run_dir, "cluster_eval", result)
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def write_clustering_report(ctx: RunContext) -> None:
+    """``report.html``: metrics, training curves and a gallery of val images (image, clusters coloured by
+    their matched class, ground truth), spread evenly over the split."""
+    if not is_main(ctx):
+        return
+    from lesseg.data.imageio import color_palette, load_image
+    from lesseg.eval.metrics_file import read_metrics
+    from lesseg.predict import Predictor
+    from lesseg.report import GalleryRow, colorize, curves_from_log, write_report
+
+    cfg, source = ctx.cfg, source_of(ctx)
+    predictor = Predictor.from_run(ctx.run_dir, device=cfg.train.device)
+    names = list(predictor.classes.classes)
+    palette = color_palette(len(names), predictor.classes.ignore_index)
+    records = source.split(cfg.data.val_split)
+    count = min(cfg.eval.gallery, len(records))
+    picks = [records[round(i)] for i in np.linspace(0, len(records) - 1, count)] if count else []
+    gallery = []
+    for r in picks:
+        image = load_image(r.image)
+        panels = [("image", image), ("clusters", colorize(predictor.predict(image), palette, 255))]
+        mask = source.load_mask(r)
+        if mask is not None:
+            panels.append(("ground truth", colorize(mask, palette, source.classes.ignore_index)))
+        gallery.append(GalleryRow(r.id, panels))
+    m, init = (
+        cfg.model,
+        "ImageNet weights (timm)" if cfg.model.pretrained else (cfg.model.weights or "random init"),
+    )
+    notes = [
+        f"{cfg.method.variant}: {m.backbone} + FPN, {init}; no labels were read for training.",
+        "Clusters are matched to classes on val (Hungarian) for scoring and colouring: an unsupervised method "
+        "names no class itself.",
+    ]
+    log = ctx.path("log.jsonl")
+    write_report(ctx.run_dir, f"lesseg run: {cfg.method.variant} on {source.root.name}",
+                 read_metrics(ctx.run_dir), gallery, curves_from_log(log) if log.is_file() else None, notes,
+                 names, palette)  # fmt: skip
