@@ -1,6 +1,6 @@
 """The CAM baseline, Puzzle-CAM and MCIS, everything else equal (issues 6 and 7).
 
-    .venv/bin/python benchmarks/cam_methods.py synthetic [--seeds 0 1 2] [--methods cam puzzlecam mcis] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/cam_methods.py synthetic [--seeds 0 1 2] [--methods cam puzzlecam mcis] [--jobs 2] [KEY=VALUE ...]
     .venv/bin/python benchmarks/cam_methods.py msrc21 [--data ../shared/data/msrc21] [--seeds 0]
 
 The methods run the same pipeline from the same config apart from ``method`` (and MCIS's ``model.name``): backbone (resnet18, output
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import mean_std, seed_overrides, share_run, training_speed
+from common import mean_std, run_tasks, seed_overrides, share_run, training_speed
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -39,11 +40,11 @@ from lesseg.refine import cams_to_labels, load_cams
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("cam", "puzzlecam", "mcis")
-#: The same for both methods; sized so that the synthetic table (2 methods x 3 seeds) fits in 30 minutes
-#: on 2 CPU cores: boundary branch 10 epochs (100 iterations), segmenter 5 epochs, no reference runs.
+#: The same for every method; sized so that the synthetic table (3 seeds) fits in 30 minutes on 2 CPU cores
+#: with --jobs 2: boundary branch 5 epochs (50 iterations), segmenter 5 epochs, no reference runs.
 COMMON = ["optim.momentum=1e-4", "optim.nesterov=true", "pseudo_labels.source=random_walk",
           "pseudo_labels.crf_iterations=1", "eval.refinement=true", "eval.references=false"]  # fmt: skip
-SYNTHETIC = ["boundary.train.epochs=10", "segmenter.train.epochs=5"]
+SYNTHETIC = ["boundary.train.epochs=5", "segmenter.train.epochs=5"]
 
 
 def object_coverage(run_dir: Path, cfg) -> dict | None:
@@ -149,6 +150,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="dataset folder (msrc21: default ../shared/data/msrc21)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: synthetic 0 1 2, msrc21 0)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side, cpu_count // jobs threads each"
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for both methods")
     args = parser.parse_args()
     if args.dataset == "msrc21":
@@ -165,20 +169,23 @@ def main() -> int:
     results: dict[str, dict[int, dict]] = {}
     out = RESULTS / f"cam_methods_{args.dataset}.json"
     start = time.perf_counter()
-    for seed in seeds:
-        for method in args.methods:
-            results.setdefault(method, {})[seed] = one_run(
-                f"configs/{method}/{args.dataset}.yaml", data, f"bench_methods_{args.dataset}_{method}_s{seed}",
-                seed, [*extra, *args.overrides],
-            )  # fmt: skip
-            text = table(results)
-            RESULTS.mkdir(exist_ok=True)
-            out.write_text(json.dumps({
-                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
-                "common_overrides": [*COMMON, *extra, *args.overrides], "table": text,
-                "wall_seconds_total_this_call": time.perf_counter() - start, "runs": results,
-            }, indent=1) + "\n")  # fmt: skip
+    tasks = [(f"configs/{method}/{args.dataset}.yaml", data, f"bench_methods_{args.dataset}_{method}_s{seed}",
+              seed, [*extra, *args.overrides]) for seed in seeds for method in args.methods]  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else torch.get_num_threads()
+    for task, result in run_tasks(one_run, tasks, args.jobs):
+        method = task[0].split("/")[1]
+        results.setdefault(method, {})[task[3]] = result
+        results[method] = dict(sorted(results[method].items()))
+        text = table(results)
+        RESULTS.mkdir(exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "machine": platform.processor() or platform.machine(), "jobs": args.jobs, "threads_per_job": threads,
+            "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
+            "common_overrides": [*COMMON, *extra, *args.overrides], "table": text,
+            "wall_seconds_total_this_call": time.perf_counter() - start, "runs": results,
+        }, indent=1) + "\n")  # fmt: skip
+        tmp.replace(out)
     print(text)
     print(f"wall time this call: {(time.perf_counter() - start) / 60:.1f} min; written: {out}")
     return 0

@@ -1,6 +1,6 @@
 """PiCIE against its baselines: one table of Hungarian-matched mIoU, pixel accuracy and training speed.
 
-    python benchmarks/picie.py synthetic                 # scenes without background, seeds 0 1 2
+    python benchmarks/picie.py synthetic --jobs 2        # scenes without background, seeds 0 1 2
     python benchmarks/picie.py camvid                    # ../shared/data/camvid, seed 0 (long: background it)
     python benchmarks/picie.py synthetic train.epochs=3 --seeds 0 --variants picie untrained
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import mean_std, training_speed
+from common import mean_std, run_tasks, training_speed
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -62,7 +63,8 @@ def table(results: dict[str, dict[int, dict]]) -> str:
     head = ("variant", "seeds", "matched mIoU (val)", "pixel accuracy (val)", "train images/s",
             "clustering s/epoch", "stage seconds (features + eval)")  # fmt: skip
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
-    for variant, by_seed in results.items():
+    for variant in [v for v in VARIANTS if v in results]:
+        by_seed = results[variant]
         rs = list(by_seed.values())
         secs = [sum(v or 0 for v in r["stage_seconds"].values()) for r in rs]
         lines.append(" | ".join([
@@ -81,6 +83,9 @@ def main() -> int:
         "--seeds", type=int, nargs="+", help="training seeds (default: synthetic 0 1 2; camvid 0)"
     )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs side by side, cpu_count // jobs threads each"
+    )
     parser.add_argument("--tag", default="", help="suffix of the run names and the results file (trials)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (before --seeds)")
     args = parser.parse_args()
@@ -99,19 +104,23 @@ def main() -> int:
     out = RESULTS / f"picie_{args.dataset}{tag}.json"
     results: dict[str, dict[int, dict]] = {}
     start = time.perf_counter()
-    for seed in seeds:  # seed-major: an interrupted benchmark has every variant at the same depth
-        for variant in args.variants:
-            name = f"bench_picie_{args.dataset}_{variant}_s{seed}{tag}"
-            results.setdefault(variant, {})[seed] = one_run(config, data, name, variant, seed, args.overrides)
-            RESULTS.mkdir(exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps({
-                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
-                "config": config, "overrides": args.overrides, "table": table(results),
-                "total_wall_seconds": round(time.perf_counter() - start, 1), "runs": results,
-            }, indent=1) + "\n")  # fmt: skip
-            tmp.replace(out)
+    # seed-major: an interrupted benchmark has every variant at the same depth
+    tasks = [(config, data, f"bench_picie_{args.dataset}_{variant}_s{seed}{tag}", variant, seed, args.overrides)
+             for seed in seeds for variant in args.variants]  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else torch.get_num_threads()
+    for task, result in run_tasks(one_run, tasks, args.jobs):
+        variant, seed = task[3], task[4]
+        results.setdefault(variant, {})[seed] = result
+        results[variant] = dict(sorted(results[variant].items()))
+        RESULTS.mkdir(exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "machine": platform.processor() or platform.machine(), "jobs": args.jobs, "threads_per_job": threads,
+            "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
+            "config": config, "overrides": args.overrides, "table": table(results),
+            "total_wall_seconds": round(time.perf_counter() - start, 1), "runs": results,
+        }, indent=1) + "\n")  # fmt: skip
+        tmp.replace(out)
     print(f"PiCIE on {args.dataset} (random init; wall {time.perf_counter() - start:.0f} s)")
     print(table(results))
     print(f"written: {out}")
