@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import mean_std, seed_overrides, share_run
+from common import mean_std, run_tasks, seed_overrides, share_run
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -49,33 +49,41 @@ SHARED_FOLDERS = ("cams", "affinity_labels", "random_walk")
 SHARED_CHECKPOINTS = ("classifier", "boundary")
 
 
-def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str]) -> dict:
+def one_variant(config: str, data: Path, name: str, seed: int, overrides: list[str], variant: str,
+                base_dir: Path | None) -> dict:  # fmt: skip
+    """One pseudo-label source's run: the base run (``base_dir`` None, source ``cam``) or a copy of it."""
+    run_name = f"{name}_s{seed}" + ("" if variant == "cam" else f"_{variant}")
+    # the base run evaluates every source's pseudo-labels and the references; copies skip both
+    evals = ["eval.refinement=true"] if variant == "cam" else ["eval.references=false"]
     common = [f"data.root={data}", *seed_overrides(seed), *overrides]
-    out: dict = {}
-    base_dir = None
-    for variant, extra in VARIANTS.items():
-        run_name = f"{name}_s{seed}" + ("" if variant == "cam" else f"_{variant}")
-        # the base run evaluates every source's pseudo-labels and the references; copies skip both
-        evals = ["eval.refinement=true"] if variant == "cam" else ["eval.references=false"]
-        cfg = load_config(ROOT / config, [f"name={run_name}", *common, *extra, *evals])
-        if base_dir is not None:
-            share_run(base_dir, Path(cfg.run_dir) / run_name, SHARED_FOLDERS, SHARED_CHECKPOINTS)
-        start = time.perf_counter()
-        run_dir = run(cfg)
-        wall = time.perf_counter() - start
-        base_dir = base_dir or run_dir
-        m = read_metrics(run_dir)
-        stages = json.loads((run_dir / "stages.json").read_text())
-        out[variant] = {
-            "run_dir": str(run_dir),
-            "pseudo_label_miou": m["pseudo_labels"].get("miou"),
-            "coverage": m["pseudo_labels"]["coverage"],
-            "segmenter_miou": m["segmenter"]["miou"],
-            "wall_seconds_this_call": wall,
-            "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
-        }
-        if variant == "cam":
-            out["refine_eval"] = m.get("refinement")
+    cfg = load_config(ROOT / config, [f"name={run_name}", *common, *VARIANTS[variant], *evals])
+    if base_dir is not None:
+        share_run(base_dir, Path(cfg.run_dir) / run_name, SHARED_FOLDERS, SHARED_CHECKPOINTS)
+    start = time.perf_counter()
+    run_dir = run(cfg)
+    wall = time.perf_counter() - start
+    m = read_metrics(run_dir)
+    stages = json.loads((run_dir / "stages.json").read_text())
+    out = {
+        "run_dir": str(run_dir),
+        "pseudo_label_miou": m["pseudo_labels"].get("miou"),
+        "coverage": m["pseudo_labels"]["coverage"],
+        "segmenter_miou": m["segmenter"]["miou"],
+        "wall_seconds_this_call": wall,
+        "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+    }
+    if variant == "cam":
+        out["refine_eval"] = m.get("refinement")
+    return out
+
+
+def one_seed(config: str, data: Path, name: str, seed: int, overrides: list[str], jobs: int = 1) -> dict:
+    """The base run, then its copies (``jobs`` of them side by side: they share only read-only files)."""
+    base = one_variant(config, data, name, seed, overrides, "cam", None)
+    out = {"cam": {k: v for k, v in base.items() if k != "refine_eval"}, "refine_eval": base["refine_eval"]}
+    tasks = [(config, data, name, seed, overrides, v, Path(base["run_dir"])) for v in VARIANTS if v != "cam"]
+    for task, result in run_tasks(one_variant, tasks, jobs):
+        out[task[5]] = result
     return out
 
 
@@ -110,6 +118,12 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="dataset folder (msrc21: default ../shared/data/msrc21)")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; msrc21: 0)")
     parser.add_argument("--modes", nargs="+", default=["textured", "none"], help="synthetic background modes")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="pseudo-label variants trained side by side (after the base run), 1 thread each when > 1",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_args()
     results: dict[str, dict[int, dict]] = {}
@@ -131,11 +145,13 @@ def main() -> int:
         seeds = args.seeds or [0, 1, 2]
     for seed in seeds:  # seed-major: an interrupted benchmark has every scene set at the same depth
         for scenes, config, data, name in jobs:
-            results.setdefault(scenes, {})[seed] = one_seed(config, data, name, seed, args.overrides)
+            results.setdefault(scenes, {})[seed] = one_seed(
+                config, data, name, seed, args.overrides, args.jobs
+            )
             text = table(results)
             RESULTS.mkdir(exist_ok=True)
             out.write_text(json.dumps({
-                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "jobs": args.jobs,
                 "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
                 "table": text, "stage_times": stage_times(results), "runs": results,
             }, indent=1) + "\n")  # fmt: skip

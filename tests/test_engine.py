@@ -183,3 +183,16 @@ def test_epoch_hooks_in_order_and_again_after_resume(tmp_path, synth_dir):
     calls.clear()
     fit(2)  # resumes after epoch 0: only epoch 1 runs, with its own hooks
     assert calls == [("start", 1), ("step", 1), ("step", 1), ("end", 1)]
+
+
+def test_loader_workers_fork_even_where_the_default_is_spawn():
+    """Our datasets and steps hold closures: a DataLoader inside a spawned process (a benchmark's process
+    pool; the default start method from Python 3.14 too) must still fork its workers, or it fails to
+    pickle them."""
+    import multiprocessing
+
+    from lesseg.engine.trainer import loader_context
+
+    assert loader_context(0) is None
+    expected = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    assert loader_context(2) == expected

@@ -9,6 +9,7 @@ device placement, mixed precision, gradient clipping, optimiser and schedule, DD
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from collections.abc import Callable
@@ -35,6 +36,15 @@ from lesseg.engine.log import RunLogger
 from lesseg.engine.optim import build_optimizer, build_scheduler, model_param_groups
 from lesseg.engine.sampler import ResumableSampler
 from lesseg.errors import ConfigError, DataError
+
+
+def loader_context(workers: int) -> str | None:
+    """DataLoader workers start by ``fork`` where the platform has it, whatever the process's default: our
+    datasets and steps hold closures that other start methods would have to pickle (``spawn`` is the default
+    inside processes that were themselves spawned, e.g. by a process pool; ``forkserver`` from Python 3.14)."""
+    if workers > 0 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return None
 
 
 @dataclass
@@ -185,6 +195,7 @@ class Trainer:
             # its own generator: creating an iterator must not draw from the global RNG, or a resumed
             # run would see different random numbers than an uninterrupted one
             generator=torch.Generator().manual_seed(self.cfg.train.seed * 1000 + epoch),
+            multiprocessing_context=loader_context(data.workers),
         )
 
     def fit(self) -> nn.Module:

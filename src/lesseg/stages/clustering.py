@@ -23,7 +23,7 @@ from lesseg.data.dataset import SegDataset
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from lesseg.engine.distributed import barrier
-from lesseg.engine.trainer import resume_key
+from lesseg.engine.trainer import loader_context, resume_key
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.eval.matching import hungarian_match, majority_match
 from lesseg.methods.picie import PiCIEMethod, base_transform, centroid_logits, cluster_weights, view_features
@@ -96,7 +96,8 @@ class EpochClustering:
 
 
 def _loader(dataset, batch_size: int, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      multiprocessing_context=loader_context(workers))  # fmt: skip
 
 
 @torch.no_grad()
