@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
-import torch
-from common import mean_std, run_tasks, seed_overrides, share_run, training_speed
+from common import mean_std, run_tasks, seed_overrides, share_run, training_speed, write_results
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -171,21 +167,15 @@ def main() -> int:
     start = time.perf_counter()
     tasks = [(f"configs/{method}/{args.dataset}.yaml", data, f"bench_methods_{args.dataset}_{method}_s{seed}",
               seed, [*extra, *args.overrides]) for seed in seeds for method in args.methods]  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else torch.get_num_threads()
     for task, result in run_tasks(one_run, tasks, args.jobs):
         method = task[0].split("/")[1]
         results.setdefault(method, {})[task[3]] = result
         results[method] = dict(sorted(results[method].items()))
         text = table(results)
-        RESULTS.mkdir(exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "machine": platform.processor() or platform.machine(), "jobs": args.jobs, "threads_per_job": threads,
-            "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
+        write_results(out, {
             "common_overrides": [*COMMON, *extra, *args.overrides], "table": text,
             "wall_seconds_total_this_call": time.perf_counter() - start, "runs": results,
-        }, indent=1) + "\n")  # fmt: skip
-        tmp.replace(out)
+        }, args.jobs)  # fmt: skip
     print(text)
     print(f"wall time this call: {(time.perf_counter() - start) / 60:.1f} min; written: {out}")
     return 0

@@ -73,12 +73,37 @@ def run_tasks(fn: Callable, tasks: list[tuple], jobs: int = 1) -> Iterator[tuple
         for task in tasks:
             yield task, fn(*task)
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_set_threads, initargs=(threads,)) as pool:
         futures = {pool.submit(fn, *task): task for task in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+
+def threads_per_job(jobs: int) -> int:
+    """The torch threads each run gets under :func:`run_tasks` with ``jobs``."""
+    if jobs <= 1:
+        import torch
+
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def write_results(out: Path, payload: dict, jobs: int = 1) -> None:
+    """Write a benchmark's JSON atomically (a killed benchmark leaves the previous file whole), headed by
+    what the numbers were measured on: machine, versions, random init, jobs and threads per job."""
+    import platform
+    import sys
+
+    import torch
+
+    head = {"machine": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "init": "random", "jobs": jobs, "threads_per_job": threads_per_job(jobs)}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**head, **payload}, indent=1) + "\n")
+    tmp.replace(out)
 
 
 def _set_threads(threads: int) -> None:

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
-import torch
-from common import mean_std, run_tasks, training_speed
+from common import mean_std, run_tasks, training_speed, write_results
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -107,20 +103,14 @@ def main() -> int:
     # seed-major: an interrupted benchmark has every variant at the same depth
     tasks = [(config, data, f"bench_picie_{args.dataset}_{variant}_s{seed}{tag}", variant, seed, args.overrides)
              for seed in seeds for variant in args.variants]  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else torch.get_num_threads()
     for task, result in run_tasks(one_run, tasks, args.jobs):
         variant, seed = task[3], task[4]
         results.setdefault(variant, {})[seed] = result
         results[variant] = dict(sorted(results[variant].items()))
-        RESULTS.mkdir(exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "machine": platform.processor() or platform.machine(), "jobs": args.jobs, "threads_per_job": threads,
-            "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
+        write_results(out, {
             "config": config, "overrides": args.overrides, "table": table(results),
             "total_wall_seconds": round(time.perf_counter() - start, 1), "runs": results,
-        }, indent=1) + "\n")  # fmt: skip
-        tmp.replace(out)
+        }, args.jobs)  # fmt: skip
     print(f"PiCIE on {args.dataset} (random init; wall {time.perf_counter() - start:.0f} s)")
     print(table(results))
     print(f"written: {out}")

@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from common import mean_std, run_tasks, seed_overrides, share_run
+from common import mean_std, run_tasks, seed_overrides, share_run, write_results
 
 from lesseg.api import run
 from lesseg.config import load_config
@@ -149,12 +146,9 @@ def main() -> int:
                 config, data, name, seed, args.overrides, args.jobs
             )
             text = table(results)
-            RESULTS.mkdir(exist_ok=True)
-            out.write_text(json.dumps({
-                "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "jobs": args.jobs,
-                "python": sys.version.split()[0], "torch": torch.__version__, "init": "random",
-                "table": text, "stage_times": stage_times(results), "runs": results,
-            }, indent=1) + "\n")  # fmt: skip
+            write_results(
+                out, {"table": text, "stage_times": stage_times(results), "runs": results}, args.jobs
+            )
     print(text)
     print(stage_times(results))
     print(f"written: {out}")
