@@ -216,3 +216,21 @@ def test_inference_settings_do_not_retrain_the_classifier():
     assert coseg["classifier"] == single["classifier"] == more["classifier"]
     assert len({coseg["cams"], single["cams"], more["cams"]}) == 3
     assert hashes("method.self_pairs=false")["classifier"] != coseg["classifier"]
+
+
+def test_extra_layers_have_the_official_init():
+    """He-normal fan-out on the extra convolutions and the CAM head (official ``_initialize_weights``): the
+    features keep their scale through the three extra layers instead of shrinking ~2.5x per layer."""
+    from lesseg.models import MCISNet
+
+    torch.manual_seed(0)
+    model = MCISNet("resnet18", num_classes=5, output_stride=16, channels=256)
+    convs = [m for m in model.decoder if isinstance(m, torch.nn.Conv2d)]
+    for conv in [*convs, model.head]:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+        assert torch.count_nonzero(conv.bias) == 0
+    f = torch.randn(4, convs[0].in_channels, 8, 8).relu()
+    with torch.no_grad():
+        out = model.decoder(f)
+    assert 0.5 < out.pow(2).mean().sqrt() / f.pow(2).mean().sqrt() < 2.0

@@ -101,6 +101,11 @@ class MCISNet(SegmentationModel):
         output_stride: 8 (MCIS), 16 or 32.
         weights, pretrained: backbone weights (local file / timm download), as :class:`CAMClassifier`.
         channels: width of the extra convolutions and of the co-attention (512).
+
+    Initialisation as the official code: the extra convolutions and ``head`` He-normal with fan-out
+    (``std = sqrt(2 / (k * k * out_channels))``), zero biases; ``co_head``, ``gate`` and ``W_P`` PyTorch's
+    defaults. (PyTorch's default for the extra convolutions shrinks the features about 2.5x per layer; from
+    random init the classifier then learns nothing but the tag prior in the first epochs.)
     """
 
     def __init__(self, backbone: str = "vgg16", num_classes: int = 20, output_stride: int = 8,
@@ -113,7 +118,11 @@ class MCISNet(SegmentationModel):
         for _ in range(3):
             layers += [nn.Conv2d(c_in, channels, 3, padding=1), nn.ReLU(inplace=True)]
             c_in = channels
-        super().__init__(encoder, nn.Sequential(*layers), nn.Conv2d(channels, num_classes, 1))
+        head = nn.Conv2d(channels, num_classes, 1)
+        for conv in [*layers[::2], head]:  # the official init of the extra layers: He normal, fan-out
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        super().__init__(encoder, nn.Sequential(*layers), head)
         self.coattention = CoAttention(channels)
         self.co_head = nn.Conv2d(channels, num_classes, 1, bias=False)
         self.gate = nn.Conv2d(channels, 1, 1, bias=False)
