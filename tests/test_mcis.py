@@ -121,7 +121,9 @@ def test_each_loss_gets_its_class_set():
              "tags_partner": y_p}  # fmt: skip
     model = _FixedPairs(3)
     full = lambda k: torch.full((1, 3), float(k))  # noqa: E731
-    out = _mcis().training_step(model, batch, StepContext(epoch=1, step=0, total_steps=1))
+    out = _mcis(["method.self_pairs=true"]).training_step(
+        model, batch, StepContext(epoch=1, step=0, total_steps=1)
+    )
     assert model.partners_seen == [(32, 32), (32, 32), (24, 24), (64, 64)]  # partner, flip, 0.75x, 2x
     assert out["single"].item() == pytest.approx((mlsm(full(0), y) + mlsm(full(10), y_p)).item())
     assert out["co"].item() == pytest.approx((mlsm(full(11), common) + mlsm(full(12), common)).item())
@@ -215,7 +217,7 @@ def test_inference_settings_do_not_retrain_the_classifier():
     coseg, single, more = hashes(), hashes("method.cam_inference=single"), hashes("method.partners=5")
     assert coseg["classifier"] == single["classifier"] == more["classifier"]
     assert len({coseg["cams"], single["cams"], more["cams"]}) == 3
-    assert hashes("method.self_pairs=false")["classifier"] != coseg["classifier"]
+    assert hashes("method.self_pairs=true")["classifier"] != coseg["classifier"]
 
 
 def test_extra_layers_have_the_official_init():
