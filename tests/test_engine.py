@@ -42,7 +42,7 @@ def run_script(run_dir, data_dir, *overrides, sleep=0.0, torchrun=0, wait=True, 
 
 
 def weights(run_dir, rank=0):
-    return torch.load(Path(run_dir) / f"final_rank{rank}.pt")
+    return torch.load(Path(run_dir) / f"final_rank{rank}.pt", weights_only=True)
 
 
 def logged_steps(run_dir):

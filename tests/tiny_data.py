@@ -62,3 +62,25 @@ def make_camvid(root: Path, absolute_paths: bool = False) -> Path:
             lines.append(f"{prefix}{split}/{name}.png {prefix}{split}annot/{name}.png")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def make_predicting_run(run_dir: Path, num_classes: int = 4, overrides: tuple[str, ...] = ()) -> Path:
+    """A run folder that `lesseg predict` accepts, without training: the synthetic config, its classes and
+    a DeepLabv3+ at its (seeded) initial weights as `segmenter_final.pt`."""
+    import torch
+
+    from lesseg.config import load_config, save_config
+    from lesseg.data.classes import ClassInfo
+    from lesseg.engine.checkpoint import save_checkpoint
+    from lesseg.stages.segmenter import build_segmenter
+
+    cfg = load_config("configs/cam/synthetic.yaml", list(overrides))
+    save_config(cfg, run_dir / "config.yaml")
+    classes = ClassInfo(
+        tuple(["background", *(f"class{i}" for i in range(1, num_classes))]), background="background"
+    )
+    (run_dir / "classes.json").write_text(json.dumps(classes.to_dict()))
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, num_classes)
+    save_checkpoint(run_dir / "checkpoints" / "segmenter_final.pt", {"model": model.state_dict()})
+    return run_dir

@@ -199,7 +199,7 @@ def save_cams(path: str | Path, result: CamResult) -> Path:
 def load_cams(path: str | Path) -> CamResult:
     """Read a file written by :func:`save_cams`; the maps come back as float32."""
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:  # a run folder may be downloaded: data only
             return CamResult(z["classes"].astype(np.int64), z["cams"].astype(np.float32))
     except FileNotFoundError:
         raise DataError(f"{path}: CAM file not found") from None
