@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+#: the temporary files of :func:`atomic_write`: ``.<name>.<8 random characters of mkstemp>.tmp``
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` left under ``folder`` when its process was
+    killed mid-write; returns them. Call it only while no other process writes there (a run holds its
+    folder's lock)."""
+    removed = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            if _TEMP_NAME.fullmatch(name):
+                path = Path(dirpath, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _umask() -> int:

@@ -53,7 +53,16 @@ class Stage:
 
 
 class Pipeline:
-    def __init__(self, stages: list[Stage]):
+    """The stages of a run, in order.
+
+    Args:
+        stages: the method's stages.
+        data_key: what the run's data check left out (a hash of the skipped images' ids), part of every
+            stage's hash so that a change in what is skipped re-runs the stages; "" when nothing is.
+    """
+
+    def __init__(self, stages: list[Stage], data_key: str = ""):
+        self.data_key = data_key
         self.stages = {s.name: s for s in stages}
         for s in stages:
             missing = [n for n in s.needs if n not in self.stages]
@@ -64,6 +73,8 @@ class Pipeline:
         """Hash of the stage's config sections and, recursively, of the stages it needs."""
         stage = self.stages[name]
         parts = {"config": config_hash(cfg, list(stage.keys)) if stage.keys else ""}
+        if self.data_key:
+            parts["skipped"] = self.data_key
         parts.update({n: self.stage_hash(n, cfg) for n in stage.needs})
         return config_hash(parts)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lesseg.data.imageio import load_image, load_label_png
-from lesseg.data.source import DatasetSource, Record, tags_from_mask
+from lesseg.data.imageio import image_size, load_image, load_label_png
+from lesseg.data.source import DatasetSource, Problem, Record, invalid_labels_message, listed, tags_from_mask
 from lesseg.errors import DataError
 
 
@@ -67,22 +67,28 @@ class CheckReport:
                 lines.append("  pixel share: " + ", ".join(cells))
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
-            lines.extend(f"  {p}" for p in self.problems)
+            lines.extend(f"  {p}" for p in listed(self.problems))
         else:
             lines.append("no problems found")
         return "\n".join(lines)
 
 
-def _inspect(
-    source: DatasetSource, record: Record
+def inspect_record(
+    source: DatasetSource, record: Record, decode_image: bool = True
 ) -> tuple[list[str], tuple[int, ...] | None, np.ndarray | None]:
-    """Problems of one record, its tags, and its per-class pixel counts (last entry: ignore)."""
+    """Problems of one record (each a :class:`Problem` naming its image), its tags, and its per-class pixel
+    counts (last entry: ignore). The mask is decoded (label values, size); the image is decoded too, or,
+    with ``decode_image=False``, only its header is read (size; a truncated image shows only when loaded)."""
     problems: list[str] = []
     classes = source.classes
+
+    def problem(text: str) -> None:
+        problems.append(Problem(text, image_id=record.id))
+
     try:
-        image_hw = load_image(record.image).shape[:2]
+        image_hw = load_image(record.image).shape[:2] if decode_image else image_size(record.image)
     except DataError as e:
-        problems.append(str(e))
+        problem(str(e))
         image_hw = None
     mask = None
     counts = None
@@ -90,16 +96,13 @@ def _inspect(
         try:
             raw = load_label_png(record.mask)
         except DataError as e:
-            problems.append(str(e))
+            problem(str(e))
         else:
             bad = source.label_map.invalid_values(raw)
             if bad:
-                shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-                problems.append(
-                    f"{record.mask}: label values outside the {classes.num_classes} classes: {shown}"
-                )
+                problem(invalid_labels_message(record.mask, bad, classes.num_classes))
             if image_hw is not None and raw.shape != image_hw:
-                problems.append(
+                problem(
                     f"{record.mask}: mask size {raw.shape[1]}x{raw.shape[0]} differs from its image "
                     f"{record.image.name} ({image_hw[1]}x{image_hw[0]})"
                 )
@@ -114,6 +117,12 @@ def _inspect(
         if record.tags is not None
         else (tags_from_mask(mask, classes) if mask is not None else None)
     )
+    wrong = [
+        t for t in record.tags or () if not 0 <= t < classes.num_classes or t == classes.background_index
+    ]
+    if wrong:
+        problem(f"{record.image}: tags {wrong} are not object classes (0..{classes.num_classes - 1}, "
+                "background excluded)")  # fmt: skip
     return problems, tags, counts
 
 
@@ -127,13 +136,13 @@ def check_dataset(source: DatasetSource, workers: int = 4) -> CheckReport:
     problems = list(source.problems)
     for split in source.required_splits:
         if split in source.splits and not source.splits[split]:
-            problems.append(f"{source.root}: split {split!r} has no images")
+            problems.append(Problem(f"{source.root}: split {split!r} has no images", (split,)))
     unique: dict[tuple, Record] = {}
     for records in source.splits.values():
         for r in records:
             unique.setdefault((r.id, r.image, r.mask), r)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = dict(zip(unique, pool.map(lambda r: _inspect(source, r), unique.values())))
+        results = dict(zip(unique, pool.map(lambda r: inspect_record(source, r), unique.values())))
     for found, _, _ in results.values():
         problems.extend(found)
 

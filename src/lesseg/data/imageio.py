@@ -46,9 +46,14 @@ def load_label_png(path: str | Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the header, without decoding the pixels."""
-    with Image.open(path) as im:
-        return im.height, im.width
+    """(height, width) from the header, without decoding the pixels (a truncated file passes)."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
 
 
 def save_label_png(path: str | Path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:

@@ -75,13 +75,20 @@ class LabelMap:
         return cls(lut, valid, ignore_index)
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
-        """Class indices (int64, ``ignore_index`` for unlabelled pixels) of a raw uint8 label map."""
+        """Class indices (int64, ``ignore_index`` for unlabelled pixels) of a raw uint8 label map; values
+        outside the classes become ignore (see :meth:`DatasetSource.load_mask`, which refuses them)."""
         return self.lut[raw].astype(np.int64)
 
     def invalid_values(self, raw: np.ndarray) -> list[int]:
         """Raw values present in ``raw`` that this dataset's labels may not contain."""
         present = np.flatnonzero(np.bincount(raw.reshape(-1), minlength=256))
         return [int(v) for v in present if not self.valid[v]]
+
+
+def invalid_labels_message(path, bad: list[int], num_classes: int) -> str:
+    """What ``data check`` and a run say of a mask holding values outside the classes."""
+    shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+    return f"{path}: label values outside the {num_classes} classes: {shown}"
 
 
 @dataclass
@@ -113,10 +120,15 @@ class DatasetSource:
         return self.splits[name]
 
     def load_mask(self, record: Record) -> np.ndarray | None:
-        """The record's mask as int64 class indices with ``ignore_index``, or ``None`` when it has none."""
+        """The record's mask as int64 class indices with ``ignore_index``, or ``None`` when it has none. A
+        value outside the classes is a :class:`DataError` naming the file, never a silent ignore."""
         if record.mask is None:
             return None
-        return self.label_map.decode(load_label_png(record.mask))
+        raw = load_label_png(record.mask)
+        if not self.label_map.valid[raw].all():
+            bad = self.label_map.invalid_values(raw)
+            raise DataError(invalid_labels_message(record.mask, bad, self.classes.num_classes))
+        return self.label_map.decode(raw)
 
     def tags_of(self, record: Record, mask: np.ndarray | None = None) -> tuple[int, ...] | None:
         """Image-level tags: the record's own, else the classes present in its mask, never background."""
@@ -132,11 +144,60 @@ class DatasetSource:
 MAX_LISTED = 20  # problems of one kind listed one by one before they are counted
 
 
-def report_some(problems: list[str], messages: list[str], rest: str) -> None:
-    """Add up to ``MAX_LISTED`` messages, then one line counting the rest (``rest`` gets ``{n}``)."""
-    problems.extend(messages[:MAX_LISTED])
-    if len(messages) > MAX_LISTED:
-        problems.append(rest.format(n=len(messages) - MAX_LISTED))
+class Problem(str):
+    """A problem a reader or a check found: the string is the message (it names the file), the attributes
+    say what it concerns, so a run can tell whether it reads the broken part.
+
+    Args:
+        text: the message, e.g. ``"train.txt:3: id 'x' has no image in images/"``.
+        splits: the splits it is about; a run is concerned when it reads all of them (``()``: every run).
+        image_id: the image it is about; a run is concerned when it reads that image (or, for an image
+            missing from a split it reads, would have).
+        more: the summary line for listing many of one kind (``"... and {n} more ids without an image"``).
+    """
+
+    splits: tuple[str, ...]
+    image_id: str | None
+    more: str | None
+
+    def __new__(cls, text: str, splits: tuple[str, ...] = (), image_id: str | None = None,
+                more: str | None = None) -> Problem:  # fmt: skip
+        self = super().__new__(cls, text)
+        self.splits, self.image_id, self.more = tuple(splits), image_id, more
+        return self
+
+    def concerns(self, splits: set[str], image_ids: set[str]) -> bool:
+        """Whether a run that reads ``splits`` (with the images ``image_ids``) meets this problem."""
+        if not set(self.splits) <= splits:
+            return False
+        return self.image_id is None or bool(self.splits) or self.image_id in image_ids
+
+
+def report_some(problems: list[str], messages: list[str], rest: str, splits: tuple[str, ...] = (),
+                ids: list[str | None] | None = None) -> None:  # fmt: skip
+    """Add every message as a :class:`Problem` of ``splits`` (``ids``: the image each is about), to be
+    listed up to ``MAX_LISTED`` and then counted in one line (``rest`` gets ``{n}``, see :func:`listed`)."""
+    ids = ids if ids is not None else [None] * len(messages)
+    problems.extend(Problem(m, splits, i, more=rest) for m, i in zip(messages, ids))
+
+
+def listed(problems: list[str]) -> list[str]:
+    """``problems`` for display: of the problems that share a ``more`` line, the first ``MAX_LISTED``,
+    then that line counting the rest, in place of the first one left out."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for p in problems:
+        more = getattr(p, "more", None)
+        if more is None:
+            out.append(p)
+            continue
+        seen[more] = seen.get(more, 0) + 1
+        if seen[more] <= MAX_LISTED:
+            out.append(p)
+        elif seen[more] == MAX_LISTED + 1:
+            out.append(more)  # the count is filled in below
+    counts = {m: n - MAX_LISTED for m, n in seen.items() if n > MAX_LISTED}
+    return [p.format(n=counts[p]) if not isinstance(p, Problem) and p in counts else p for p in out]
 
 
 def tags_from_mask(mask: np.ndarray, classes: ClassInfo) -> tuple[int, ...]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Sampler
 
+from lesseg.errors import ConfigError
+
 
 class ResumableSampler(Sampler[int]):
     """Indices of one rank's share of an epoch.
@@ -34,8 +36,9 @@ class ResumableSampler(Sampler[int]):
         shuffle: bool = True,
     ):
         if length < batch_size * world_size:
-            raise ValueError(
-                f"the dataset has {length} images, fewer than one global batch of {batch_size * world_size}"
+            raise ConfigError(
+                f"the dataset has {length} images, fewer than one global batch of {batch_size * world_size}; "
+                "lower data.batch_size (or the training stage's own batch size)"
             )
         self.length, self.batch_size = length, batch_size
         self.rank, self.world_size = rank, world_size

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.readers.folder import read_split_list, report_overlaps
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader
+from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader
 
 CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree",
@@ -27,11 +27,13 @@ def _looks_like_camvid(root: Path) -> bool:
     return (root / "trainannot").is_dir() or (root / "valannot").is_dir()
 
 
-def _resolve(root: Path, token: str) -> Path:
+def _resolve(root: Path, token: str) -> Path | None:
+    """The file a list entry names, inside ``root``: relative paths from ``root``, absolute ones (SegNet's
+    /SegNet/CamVid/...) by their last two components; ``None`` for a path that climbs out (``..``)."""
     p = Path(token)
-    if not p.is_absolute():
-        return root / p
-    return p if p.exists() else root / p.parent.name / p.name
+    if ".." in p.parts:
+        return None
+    return root / p.parent.name / p.name if p.is_absolute() else root / p
 
 
 @register_reader("camvid", _looks_like_camvid)
@@ -47,7 +49,7 @@ def read_camvid(root: Path) -> DatasetSource:
         records = []
         if list_path.is_file():
             files[split] = list_path
-            read_split_list(list_path, problems)  # empty lists and duplicate ids
+            read_split_list(list_path, problems, absolute_ok=True)  # empty, duplicate, outside the root
             seen = set()
             for lineno, line in enumerate(list_path.read_text().splitlines(), start=1):
                 parts = line.split()
@@ -55,14 +57,19 @@ def read_camvid(root: Path) -> DatasetSource:
                     continue
                 image = _resolve(root, parts[0])
                 mask = _resolve(root, parts[1]) if len(parts) > 1 else None
+                if image is None:
+                    continue  # read_split_list reported it
                 if image.stem in seen:
                     continue
                 seen.add(image.stem)
                 if not image.is_file():
-                    problems.append(f"{list_path}:{lineno}: image {image} not found")
+                    problems.append(Problem(f"{list_path}:{lineno}: image {image} not found", (split,),
+                                            image.stem))  # fmt: skip
                     continue
-                if mask is not None and not mask.is_file():
-                    problems.append(f"{list_path}:{lineno}: mask {mask} not found")
+                if len(parts) > 1 and (mask is None or not mask.is_file()):
+                    what = "points outside the dataset folder" if mask is None else "not found"
+                    problems.append(Problem(f"{list_path}:{lineno}: mask {mask or parts[1]} {what}", (split,),
+                                            image.stem))  # fmt: skip
                     mask = None
                 records.append(Record(image.stem, image, mask))
         elif (root / split).is_dir():
@@ -74,7 +81,7 @@ def read_camvid(root: Path) -> DatasetSource:
             continue
         splits[split] = records
     if "train" not in splits:
-        problems.append(f"{root}: no train split (train.txt or train/ with trainannot/)")
+        problems.append(Problem(f"{root}: no train split (train.txt or train/ with trainannot/)", ("train",)))
     report_overlaps(splits, files, problems)
     label_map = LabelMap.identity(len(CAMVID_CLASSES), 255, ignore_values=(UNLABELLED,))
     return DatasetSource("camvid", root, classes, splits, label_map, problems, required_splits=("train",))

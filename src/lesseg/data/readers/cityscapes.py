@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
+from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 # labelId -> name, labelIds 0..33 of the official cityscapesScripts table
@@ -81,13 +81,13 @@ def read_cityscapes(
     if not label_root.is_dir():
         if mask_root != "gtFine":
             raise DataError(f"{label_root}: missing (mask_root={mask_root!r})")
-        problems.append(f"{label_root}: missing; the images have no masks")
+        problems.append(Problem(f"{label_root}: missing; the images have no masks"))
 
     splits: dict[str, list[Record]] = {}
     for split_dir in sorted(p for p in image_root.iterdir() if p.is_dir()):
         split = split_dir.name
         records = []
-        missing: list[Path] = []
+        missing: list[tuple[Path, str]] = []  # (label file, image id)
         for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             label_dir = label_root / split / city_dir.name
             labelled = split != "test" and (label_root / split).is_dir()
@@ -95,15 +95,20 @@ def read_cityscapes(
             for image in sorted(city_dir.glob(f"*{IMAGE_SUFFIX}")):
                 image_id = image.name[: -len(IMAGE_SUFFIX)]
                 if not image_id.startswith(f"{city_dir.name}_"):
-                    problems.append(f"{image}: file name does not start with its city {city_dir.name!r}")
+                    problems.append(Problem(f"{image}: file name does not start with its city {city_dir.name!r}",
+                                            image_id=image_id))  # fmt: skip
                 mask = label_dir / f"{image_id}{suffix}"
                 if labelled and mask.name not in label_names:
-                    missing.append(f"{mask}: label file missing for an image of split {split!r}")
+                    missing.append((mask, image_id))
                 records.append(Record(image_id, image, mask if mask.name in label_names else None))
-        report_some(problems, missing, f"{label_root / split}: ... and {{n}} more missing label files")
+        report_some(problems, [f"{m}: label file missing for an image of split {split!r}" for m, _ in missing],
+                    f"{label_root / split}: ... and {{n}} more missing label files", (split,),
+                    [i for _, i in missing])  # fmt: skip
         if not records:
-            problems.append(f"{split_dir}: no *{IMAGE_SUFFIX} images in <city>/ subfolders")
+            problems.append(
+                Problem(f"{split_dir}: no *{IMAGE_SUFFIX} images in <city>/ subfolders", (split,))
+            )
         splits[split] = records
     if "train" not in splits:
-        problems.append(f"{image_root / 'train'}: missing; no train split")
+        problems.append(Problem(f"{image_root / 'train'}: missing; no train split", ("train",)))
     return DatasetSource("cityscapes", root, classes, splits, label_map, problems, required_splits=("train",))

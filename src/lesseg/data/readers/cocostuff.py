@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.readers.folder import read_split_list, report_overlaps
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
+from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 # COCO-Stuff's label names by raw value (category id - 1), as in the dataset's labels.txt
@@ -167,22 +167,21 @@ def read_cocostuff(root: Path, protocol: str = "171") -> DatasetSource:
         for image in sorted(split_dir.glob("*.jpg")):
             mask_name = f"{image.stem}.png"
             if label_dir is not None and mask_name not in label_names:
-                missing.append(f"{label_dir / mask_name}: label file missing for image {split}/{image.name}")
+                missing.append((f"{label_dir / mask_name}: label file missing for image {split}/{image.name}",
+                                image.stem))  # fmt: skip
             mask = label_dir / mask_name if mask_name in label_names else None
             records.append(Record(image.stem, image, mask))
-        report_some(problems, missing, f"{label_dir}: ... and {{n}} more missing label files")
+        report_some(problems, [m for m, _ in missing], f"{label_dir}: ... and {{n}} more missing label files",
+                    (split,), [i for _, i in missing])  # fmt: skip
         if not records:
-            problems.append(f"{split_dir}: no .jpg images")
+            problems.append(Problem(f"{split_dir}: no .jpg images", (split,)))
         splits[split] = records
     for split in SPLIT_NAMES:
         if split in splits and _label_dir(root, split) is None:
-            problems.append(
-                f"{root}: no labels for {split} (looked in "
-                + ", ".join(str(root / d / split) for d in LABEL_DIRS)
-                + ")"
-            )
+            looked = ", ".join(str(root / d / split) for d in LABEL_DIRS)
+            problems.append(Problem(f"{root}: no labels for {split} (looked in {looked})", (split,)))
     if "train2017" not in splits:
-        problems.append(f"{image_root / 'train2017'}: missing; no train2017 split")
+        problems.append(Problem(f"{image_root / 'train2017'}: missing; no train2017 split", ("train2017",)))
 
     files: dict[str, Path] = {}
     for split in list(splits):
@@ -194,11 +193,10 @@ def read_cocostuff(root: Path, protocol: str = "171") -> DatasetSource:
         if not list_path.is_file():
             continue
         by_id = {r.id: r for r in splits.get(split, [])}
-        ids = read_split_list(list_path, problems)
-        unknown = [
-            f"{list_path}: id {i!r} has no image in {image_root / split}" for i in ids if i not in by_id
-        ]
-        report_some(problems, unknown, f"{list_path}: ... and {{n}} more ids without an image")
+        ids = read_split_list(list_path, problems, split=name)
+        unknown = [i for i in ids if i not in by_id]
+        report_some(problems, [f"{list_path}: id {i!r} has no image in {image_root / split}" for i in unknown],
+                    f"{list_path}: ... and {{n}} more ids without an image", (name,), unknown)  # fmt: skip
         splits[name] = [by_id[i] for i in ids if i in by_id]
         files[name] = list_path
     report_overlaps({k: splits[k] for k in files}, files, problems)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.imageio import IMAGE_EXTENSIONS
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
+from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader, report_some
 from lesseg.errors import DataError
 
 
@@ -27,18 +27,29 @@ def _looks_like_folder(root: Path) -> bool:
     return (root / "classes.json").is_file() and (root / "images").is_dir()
 
 
-def read_split_list(path: Path, problems: list[str]) -> list[str]:
-    """Ids of a split list: one per line; a line with paths counts by the first path's file stem."""
+def read_split_list(path: Path, problems: list[str], split: str | None = None,
+                    absolute_ok: bool = False) -> list[str]:  # fmt: skip
+    """Ids of a split list (split ``split``, by default the file's stem): one per line; a line with paths
+    counts by the first path's file stem. An entry that climbs out of the dataset folder (``..``), or an
+    absolute path unless ``absolute_ok`` (CamVid's SegNet lists, resolved inside the folder), is a problem
+    and is left out: paths from data files never reach outside their root."""
+    split = split or path.stem
     ids = []
-    for line in path.read_text().splitlines():
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.strip()
-        if line and not line.startswith("#"):
-            ids.append(Path(line.split()[0]).stem)
+        if not line or line.startswith("#"):
+            continue
+        entry = Path(line.split()[0])
+        if ".." in entry.parts or (entry.is_absolute() and not absolute_ok):
+            problems.append(Problem(f"{path}:{lineno}: entry {line.split()[0]!r} points outside the dataset "
+                                    "folder; split lists name images inside it", (split,), entry.stem))  # fmt: skip
+            continue
+        ids.append(entry.stem)
     if not ids:
-        problems.append(f"{path}: empty split list")
+        problems.append(Problem(f"{path}: empty split list", (split,)))
     for dup, n in Counter(ids).items():
         if n > 1:
-            problems.append(f"{path}: duplicate id {dup!r} ({n} times)")
+            problems.append(Problem(f"{path}: duplicate id {dup!r} ({n} times)", (split,), dup))
     return list(dict.fromkeys(ids))
 
 
@@ -49,9 +60,9 @@ def report_overlaps(splits: dict[str, list[Record]], files: dict[str, Path], pro
             shared = {r.id for r in splits[a]} & {r.id for r in splits[b]}
             if shared and {a, b} <= set(files) and not {a, b} & {"trainval", "train_aug", "all"}:
                 example = sorted(shared)[0]
-                problems.append(
-                    f"{files[a]} and {files[b]}: {len(shared)} id(s) in both splits (e.g. {example!r})"
-                )
+                problems.append(Problem(
+                    f"{files[a]} and {files[b]}: {len(shared)} id(s) in both splits (e.g. {example!r})", (a, b)
+                ))  # fmt: skip
 
 
 def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[str, tuple[int, ...]]:
@@ -59,7 +70,7 @@ def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[s
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     if not rows or [c.strip() for c in rows[0][:2]] != ["image", "labels"]:
-        problems.append(f"{path}: the first line must be the header 'image,labels'")
+        problems.append(Problem(f"{path}: the first line must be the header 'image,labels'"))
         return tags
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or not row[0].strip():
@@ -69,17 +80,19 @@ def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[s
         idx = []
         for name in names:
             if name not in classes.classes:
-                problems.append(
-                    f"{path}:{lineno}: tag {name!r} of image {image_id!r} is not a class in classes.json"
-                )
+                problems.append(Problem(
+                    f"{path}:{lineno}: tag {name!r} of image {image_id!r} is not a class in classes.json",
+                    image_id=image_id,
+                ))  # fmt: skip
             elif name == classes.background:
-                problems.append(
-                    f"{path}:{lineno}: tag {name!r} is the background class; tags never include it"
-                )
+                problems.append(Problem(
+                    f"{path}:{lineno}: tag {name!r} is the background class; tags never include it",
+                    image_id=image_id,
+                ))  # fmt: skip
             else:
                 idx.append(classes.index(name))
         if image_id in tags:
-            problems.append(f"{path}:{lineno}: duplicate id {image_id!r}")
+            problems.append(Problem(f"{path}:{lineno}: duplicate id {image_id!r}", image_id=image_id))
         tags[image_id] = tuple(sorted(set(idx)))
     return tags
 
@@ -99,20 +112,22 @@ def read_folder(root: Path) -> DatasetSource:
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         if p.stem in images:
-            problems.append(f"{p}: duplicate id {p.stem!r} (also {images[p.stem].name})")
+            problems.append(Problem(f"{p}: duplicate id {p.stem!r} (also {images[p.stem].name})",
+                                    image_id=p.stem))  # fmt: skip
             continue
         images[p.stem] = p
     mask_dir = root / "masks"
     masks = {p.stem: p for p in sorted(mask_dir.glob("*.png"))} if mask_dir.is_dir() else {}
     for stem, p in masks.items():
         if stem not in images:
-            problems.append(f"{p}: mask without an image")
+            problems.append(Problem(f"{p}: mask without an image", image_id=stem))
 
     csv_path = root / "image_labels.csv"
     tags = read_tags_csv(csv_path, classes, problems) if csv_path.is_file() else {}
     for image_id in tags:
         if image_id not in images:
-            problems.append(f"{csv_path}: image {image_id!r} has tags but no image file")
+            problems.append(Problem(f"{csv_path}: image {image_id!r} has tags but no image file",
+                                    image_id=image_id))  # fmt: skip
 
     def record(image_id: str) -> Record:
         return Record(image_id, images[image_id], masks.get(image_id), tags.get(image_id))
@@ -123,12 +138,15 @@ def read_folder(root: Path) -> DatasetSource:
         if list_path.stem.lower() in ("readme", "license", "licence"):
             continue
         ids = read_split_list(list_path, problems)
-        missing = [f"{list_path}: id {i!r} has no image in {image_dir}" for i in ids if i not in images]
-        report_some(problems, missing, f"{list_path}: ... and {{n}} more ids without an image")
+        missing = [i for i in ids if i not in images]
+        report_some(problems, [f"{list_path}: id {i!r} has no image in {image_dir}" for i in missing],
+                    f"{list_path}: ... and {{n}} more ids without an image", (list_path.stem,), missing)  # fmt: skip
         splits[list_path.stem] = [record(i) for i in ids if i in images]
         files[list_path.stem] = list_path
     if "train" not in splits:
-        problems.append(f"{root / 'train.txt'}: missing split list (one image id per line)")
+        problems.append(
+            Problem(f"{root / 'train.txt'}: missing split list (one image id per line)", ("train",))
+        )
     if not splits:
         splits["all"] = [record(i) for i in images]
     report_overlaps(splits, files, problems)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
 from lesseg.data.readers.folder import read_split_list, report_overlaps
-from lesseg.data.source import DatasetSource, LabelMap, Record, register_reader, report_some
+from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
 VOC_CLASSES = (
@@ -45,10 +45,9 @@ def find_voc_root(root: Path) -> Path:
     raise DataError(f"{root}: not a PASCAL VOC folder; no JPEGImages/ found (looked for {tried})")
 
 
-def _report_ids(list_path: Path, ids: list[str], what: str, problems: list[str]) -> None:
-    report_some(
-        problems, [f"{list_path}: id {i!r} {what}" for i in ids], f"{list_path}: ... and {{n}} more such ids"
-    )
+def _report_ids(list_path: Path, split: str, ids: list[str], what: str, problems: list[str]) -> None:
+    report_some(problems, [f"{list_path}: id {i!r} {what}" for i in ids],
+                f"{list_path}: ... and {{n}} more ids that {what.split(' in ')[0]}", (split,), ids)  # fmt: skip
 
 
 @register_reader("voc", _looks_like_voc)
@@ -86,7 +85,7 @@ def read_voc(root: Path, masks: str = "auto") -> DatasetSource:
     mask_dirs = [d for d in mask_dirs if d.is_dir()]
     if not mask_dirs:
         wanted = " or ".join(d.name for d in {"auto": [aug_dir, plain_dir], "plain": [plain_dir]}[masks])
-        problems.append(f"{base}: no {wanted} folder; the images have no masks and no tags")
+        problems.append(Problem(f"{base}: no {wanted} folder; the images have no masks and no tags"))
     mask_files: dict[str, Path] = {}
     for d in reversed(mask_dirs):  # the preferred folder goes last and wins
         mask_files.update((p.stem, p) for p in sorted(d.glob("*.png")))
@@ -99,7 +98,7 @@ def read_voc(root: Path, masks: str = "auto") -> DatasetSource:
         if not folder.is_dir():
             continue
         for list_path in sorted(folder.glob("*.txt")):
-            ids = read_split_list(list_path, problems)
+            ids = read_split_list(list_path, problems, absolute_ok=True)  # SBD lists: /JPEGImages/<id>.jpg
             name = list_path.stem
             if name in splits:
                 if split_ids[name] == set(ids):
@@ -107,24 +106,24 @@ def read_voc(root: Path, masks: str = "auto") -> DatasetSource:
                 if suffix and not name.endswith(suffix) and name + suffix not in splits:
                     name += suffix
                 else:
-                    problems.append(
-                        f"{list_path}: split {name!r} is already defined by {files[name]}; ignored"
-                    )
+                    problems.append(Problem(
+                        f"{list_path}: split {name!r} is already defined by {files[name]}; ignored", (name,)
+                    ))  # fmt: skip
                     continue
-            _report_ids(
-                list_path, [i for i in ids if i not in images], f"has no image in {image_dir}", problems
-            )
+            _report_ids(list_path, name, [i for i in ids if i not in images], f"has no image in {image_dir}",
+                        problems)  # fmt: skip
             if mask_dirs and name != "test":
                 where = " or ".join(d.name for d in mask_dirs)
                 missing = [i for i in ids if i in images and i not in mask_files]
-                _report_ids(list_path, missing, f"has no mask in {where}", problems)
+                _report_ids(list_path, name, missing, f"has no mask in {where}", problems)
             splits[name] = [Record(i, images[i], mask_files.get(i)) for i in ids if i in images]
             files[name] = list_path
             split_ids[name] = set(ids)
     if not splits:
-        problems.append(f"{sets / 'Segmentation'}: no split lists (train.txt, val.txt, ...)")
+        problems.append(Problem(f"{sets / 'Segmentation'}: no split lists (train.txt, val.txt, ...)"))
     elif "train" not in splits:
-        problems.append(f"{sets / 'Segmentation' / 'train.txt'}: missing split list (one image id per line)")
+        problems.append(Problem(f"{sets / 'Segmentation' / 'train.txt'}: missing split list (one image id per "
+                                "line)", ("train",)))  # fmt: skip
     # trainval and its augmented variants contain other splits by design
     report_overlaps({k: v for k, v in splits.items() if not k.startswith("trainval")}, files, problems)
     return DatasetSource(
