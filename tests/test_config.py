@@ -214,10 +214,11 @@ def test_config_hash():
     cfg = Config()
     digest = config_hash(cfg)
     assert len(digest) == 12 and all(c in "0123456789abcdef" for c in digest)
-    assert config_hash(cfg) == config_hash(load_config()) == config_hash(config_to_dict(cfg))
-    shuffled = {
-        k: dict(reversed(v.items())) if isinstance(v, dict) else v for k, v in config_to_dict(cfg).items()
-    }
+    plain = config_to_dict(cfg)
+    for key in ("test_slide_above", "test_window", "test_stride"):  # neutral keys at their defaults
+        del plain["segmenter"][key]
+    assert config_hash(cfg) == config_hash(load_config()) == config_hash(plain)
+    shuffled = {k: dict(reversed(v.items())) if isinstance(v, dict) else v for k, v in plain.items()}
     assert config_hash(dict(reversed(shuffled.items()))) == digest
     changed = load_config(overrides=["optim.lr=0.02"])
     assert config_hash(changed) != digest
@@ -226,3 +227,15 @@ def test_config_hash():
     assert config_hash(changed, ["optim.momentum"]) == config_hash(cfg, ["optim.momentum"])
     with pytest.raises(ConfigError, match="did you mean 'data'"):
         config_hash(cfg, ["dta"])
+
+
+def test_neutral_keys_stay_out_of_hashes_at_their_defaults():
+    """Keys added after runs existed (sliding-window prediction) leave every stage hash of an unchanged
+    config as it was, and change it once they are set."""
+    cfg = Config()
+    section = config_hash(cfg, ["segmenter"])
+    assert config_hash(cfg, ["segmenter.test_window"]) == config_hash(cfg, [])
+    slid = load_config(overrides=["segmenter.test_window=512"])
+    assert config_hash(slid, ["segmenter"]) != section
+    assert config_hash(slid, ["segmenter.test_window"]) != config_hash(cfg, ["segmenter.test_window"])
+    assert config_hash(load_config(overrides=["segmenter.test_window=1024"]), ["segmenter"]) == section

@@ -155,7 +155,7 @@ def test_predict_cli_and_api(finished_run, textured, tmp_path, capsys):
         np.testing.assert_array_equal(mask, predictor.predict(image))
         assert Image.open(out / f"{p.stem}_overlay.png").size == (image.shape[1], image.shape[0])
     assert main(["predict", str(tmp_path / "nope"), str(images), "--out", str(out)]) == 2
-    assert "not a finished run" in capsys.readouterr().err
+    assert "nope: no such run folder" in capsys.readouterr().err
 
 
 def _scramble_masks(root):

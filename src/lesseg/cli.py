@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--crf", type=int, metavar="N", help="dense-CRF iterations on the probabilities (Puzzle-CAM: 10; "
         "needs the crf extra; default: the run's segmenter.test_crf_iterations)",
     )  # fmt: skip
+    slide = predict.add_mutually_exclusive_group()
+    slide.add_argument(
+        "--slide-above", type=float, metavar="MP", help="predict images of more than MP megapixels by sliding "
+        "windows, memory bounded by the window (0: every image; default: the run's segmenter.test_slide_above)",
+    )  # fmt: skip
+    slide.add_argument("--no-slide", action="store_true", help="whole images, whatever their size")
+    predict.add_argument("--window", type=int, metavar="PX", help="sliding-window side (default: the run's)")
+    predict.add_argument("--stride", type=int, metavar="PX", help="sliding-window step (default: the run's)")
+    predict.add_argument(
+        "--stop-on-error", action="store_true",
+        help="stop at the first unreadable image (default: predict every readable one, list the others, exit 2)",
+    )  # fmt: skip
     predict.set_defaults(func=_cmd_predict)
 
     train = commands.add_parser(
@@ -143,10 +155,24 @@ def _scales(text: str) -> tuple[float, ...]:
 
 def _cmd_predict(args) -> int:
     from lesseg.api import load_run
+    from lesseg.predict import PredictionErrors, prepare_output_dir
 
+    prepare_output_dir(args.out)  # before the model loads: a bad --out is one line, at once
+    slide_above = float("inf") if args.no_slide else args.slide_above
     predictor = load_run(args.run, scales=args.scales, flip=args.flip, device=args.device,
-                         crf_iterations=args.crf)  # fmt: skip
-    written = predictor.predict_files(args.images, args.out)
+                         crf_iterations=args.crf, slide_above=slide_above, window=args.window,
+                         stride=args.stride)  # fmt: skip
+    say = lambda line: print(f"lesseg: skipped: {line}", file=sys.stderr)  # noqa: E731
+    try:
+        written = predictor.predict_files(
+            args.images, args.out, stop_on_error=args.stop_on_error, on_error=say
+        )
+    except PredictionErrors as e:
+        print(f"{len(e.written)} masks (class-index PNG) and overlays (<name>_overlay.png) in {args.out}")
+        print(
+            f"lesseg: error: {len(e.failed)} image(s) could not be predicted (listed above)", file=sys.stderr
+        )
+        return EXIT_USAGE
     print(f"{len(written)} masks (class-index PNG) and overlays (<name>_overlay.png) in {args.out}")
     return 0
 

@@ -33,7 +33,10 @@ __all__ = [
 
 
 def _f(default: Any, **meta: Any) -> Any:
-    """A dataclass field (a callable default is a factory) with validation metadata."""
+    """A dataclass field (a callable default is a factory) with validation metadata.
+
+    ``neutral=True`` marks a key added after runs existed whose default keeps the earlier behaviour: at
+    its default it is left out of stage hashes (:func:`config_hash`), so adding it re-runs nothing."""
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -376,6 +379,13 @@ class SegmenterConfig:
     # Dense CRF on the softmax of the summed logits (Puzzle-CAM's test protocol: 10 iterations; Gaussian
     # sxy 3 compat 3, bilateral sxy 80 srgb 13 compat 10). 0 (default) is off: it needs the crf extra.
     test_crf_iterations: int = _f(0, min=0)
+    # Images of more than test_slide_above megapixels are predicted by sliding windows (MMSegmentation's
+    # `slide` mode: test_window-pixel squares every test_stride pixels, overlaps averaged), so memory is
+    # bounded by the window, not the image (benchmarks/slide_predict.py); 0 = always. The default keeps
+    # whole-image inference for every dataset lesseg reads (Cityscapes is 2.1 MP) and slides photos.
+    test_slide_above: float = _f(4.0, min=0, neutral=True)
+    test_window: int = _f(1024, min=16, neutral=True)
+    test_stride: int = _f(768, min=1, neutral=True)
 
 
 @dataclass
@@ -672,20 +682,46 @@ def save_config(cfg: Config | dict, path: str | Path) -> Path:
     return atomic_write_text(path, format_config(cfg))
 
 
+_NEUTRAL = object()  # a neutral key at its default: absent from hashes
+
+
+def _hashed(cfg: Any) -> Any:
+    """``config_to_dict`` without the ``neutral`` keys that are at their defaults."""
+    if not (is_dataclass(cfg) and not isinstance(cfg, type)):
+        return config_to_dict(cfg)
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("neutral"):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if value == default:
+                continue
+        out[f.name] = _hashed(value)
+    return out
+
+
 def config_hash(cfg: Config | dict, keys: Sequence[str] | None = None) -> str:
-    """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``."""
-    data = config_to_dict(cfg)
+    """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``;
+    ``neutral`` keys at their defaults are left out (see :func:`_f`)."""
+    data = _hashed(cfg)
     if keys is not None:
         keys = [keys] if isinstance(keys, str) else keys
-        data = {key: _lookup(data, key) for key in keys}
+        full = config_to_dict(cfg)
+        for key in keys:
+            _lookup(full, key)  # an unknown key is an error, a neutral one at its default is not
+        picked = {key: _lookup(data, key, missing=_NEUTRAL) for key in keys}
+        data = {k: v for k, v in picked.items() if v is not _NEUTRAL}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _lookup(data: dict, key: str) -> Any:
+def _lookup(data: dict, key: str, missing: Any = None) -> Any:
+    """The value at dotted ``key``; an unknown key raises, unless ``missing`` is given to return."""
     value: Any = data
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
+            if missing is not None:
+                return missing
             raise ConfigError(f"unknown config key {key!r}{did_you_mean(key, [*data, *_leaf_keys(data)])}")
         value = value[part]
     return value

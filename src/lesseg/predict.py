@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,48 @@ def predict_logits(model, image: torch.Tensor, scales=(1.0,), flip: bool = False
     return total
 
 
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Where windows start along one side (MMSegmentation's ``slide`` mode): every ``stride`` pixels, the
+    last one flush with the end; one window when ``length <= window``."""
+    if length <= window:
+        return [0]
+    count = -(-(length - window) // stride) + 1
+    return [min(i * stride, length - window) for i in range(count)]
+
+
+@torch.inference_mode()
+def sliding_bands(model, image: np.ndarray, window: int, stride: int, scales=(1.0,), flip: bool = False,
+                  device: torch.device | str = "cpu") -> Iterator[tuple[int, int, torch.Tensor]]:  # fmt: skip
+    """Sliding-window class probabilities of an HxWx3 uint8 image, one band of rows at a time.
+
+    Windows of ``window`` x ``window`` pixels (smaller images: the image) every ``stride`` pixels each get
+    the test-time passes of :func:`predict_logits` (``scales`` of the window, flips); where windows overlap
+    their probabilities are averaged. A band of rows is yielded as ``(top, bottom, probs[C, rows, W])`` once
+    no later window reaches it, so the memory held is one row of windows (``C x window x W``), whatever the
+    image's height; the network sees one window at a time.
+    """
+    height, width = image.shape[:2]
+    wh, ww = min(window, height), min(window, width)
+    ys, xs = window_starts(height, wh, stride), window_starts(width, ww, stride)
+    passes = len(scales) * (2 if flip else 1)
+    carry: tuple[torch.Tensor, torch.Tensor] | None = None  # rows of the last band that are not final
+    for i, y in enumerate(ys):
+        acc, count = None, torch.zeros(wh, width)
+        for x in xs:
+            crop = normalize_image(image[y : y + wh, x : x + ww]).to(device)
+            probs = predict_logits(model, crop, scales, flip)[0].float().cpu()
+            if acc is None:
+                acc = torch.zeros(probs.shape[0], wh, width)
+            acc[:, :, x : x + ww] += probs
+            count[:, x : x + ww] += passes
+        if carry is not None:
+            acc[:, : carry[0].shape[1]] += carry[0]
+            count[: carry[1].shape[0]] += carry[1]
+        done = (ys[i + 1] if i + 1 < len(ys) else height) - y
+        yield y, y + done, acc[:, :done] / count[:done]
+        carry = (acc[:, done:], count[done:])
+
+
 def normalize_image(image: np.ndarray) -> torch.Tensor:
     """An HxWx3 uint8 RGB array as a [1,3,H,W] float tensor with the ImageNet statistics."""
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255
@@ -50,20 +93,54 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return ((x - mean) / std)[None]
 
 
-def list_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files among ``paths``; a folder contributes its images (sorted, not recursive)."""
+def list_images(paths: Iterable[str | Path], problems: list[str] | None = None) -> list[Path]:
+    """Image files among ``paths``; a folder contributes its images (sorted, not recursive). A path that
+    does not exist, or a folder without images, raises :class:`DataError`, or with ``problems`` given is
+    added to it."""
     out: list[Path] = []
     for p in map(Path, paths):
+        problem = None
         if p.is_dir():
             found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise DataError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                problem = f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})"
             out += found
         elif p.is_file():
             out.append(p)
         else:
-            raise DataError(f"{p}: no such file or folder")
+            problem = f"{p}: no such file or folder"
+        if problem is not None:
+            if problems is None:
+                raise DataError(problem)
+            problems.append(problem)
     return out
+
+
+def prepare_output_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` if needed and make sure files can be written there; else a one-line
+    :class:`DataError` naming it."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: the output folder is a file; give a folder (created when missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise DataError(f"{out_dir}: cannot write into the output folder ({e.strerror or e})") from None
+    return out_dir
+
+
+class PredictionErrors(DataError):
+    """Some images could not be predicted; the others were. ``failed``: one line per image,
+    ``written``: the masks that were written."""
+
+    def __init__(self, failed: list[str], written: list[Path], out_dir: Path):
+        self.failed, self.written = failed, written
+        super().__init__(
+            f"{len(failed)} of {len(failed) + len(written)} images could not be predicted "
+            f"(first: {failed[0]}); the other {len(written)} are in {out_dir}"
+        )
 
 
 class Predictor:
@@ -77,12 +154,24 @@ class Predictor:
         crf_iterations: mean-field iterations of a dense CRF on the softmax of the summed logits before the
             argmax (Puzzle-CAM tests with 10); 0 for none. Needs the ``crf`` extra
             (:class:`~lesseg.refine.crf.CrfUnavailableError` names it when missing).
+        slide_above: images with more than this many megapixels are predicted by sliding windows
+            (:func:`sliding_bands`), so memory is bounded by the window instead of growing with the image;
+            ``None``: never, ``0``: always. Smaller images are one forward pass per test-time pass.
+        window, stride: the sliding windows' side and step in pixels (``stride <= window``).
     """
 
     def __init__(self, model: torch.nn.Module, classes: ClassInfo, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, device: str = "auto", crf_iterations: int = 0):  # fmt: skip
+                 flip: bool = False, device: str = "auto", crf_iterations: int = 0,
+                 slide_above: float | None = 4.0, window: int = 1024, stride: int = 768):  # fmt: skip
         if isinstance(crf_iterations, bool) or not isinstance(crf_iterations, int) or crf_iterations < 0:
             raise ValueError(f"crf_iterations must be an integer >= 0, got {crf_iterations!r}")
+        if not 1 <= stride <= window:
+            raise ValueError(
+                f"sliding windows need 1 <= stride <= window, got stride {stride}, window {window}"
+            )
+        if slide_above is not None and slide_above < 0:
+            raise ValueError(f"slide_above must be >= 0 megapixels or None, got {slide_above!r}")
+        self.slide_above, self.window, self.stride = slide_above, window, stride
         if crf_iterations:
             from lesseg.refine.crf import CrfUnavailableError, crf_unavailable_reason
 
@@ -96,15 +185,18 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, scales: Sequence[float] | None = None, flip: bool | None = None,
-                 device: str = "auto", crf_iterations: int | None = None) -> Predictor:  # fmt: skip
-        """The segmenter of a finished run (its config's test protocol unless ``scales``, ``flip`` or
-        ``crf_iterations`` say)."""
+                 device: str = "auto", crf_iterations: int | None = None, **sliding) -> Predictor:  # fmt: skip
+        """The segmenter of a finished run with its config's test protocol (:func:`protocol_of`) unless
+        ``scales``, ``flip``, ``crf_iterations`` or the ``sliding`` settings (``slide_above``, ``window``,
+        ``stride``) say otherwise."""
         from lesseg.config import load_config
         from lesseg.stages.segmenter import build_segmenter
 
         run_dir = Path(run_dir)
         if (run_dir / "checkpoints" / "clusters.pt").is_file():
             return cls._from_clustering_run(run_dir, scales, flip, device)
+        if not run_dir.is_dir():
+            raise ConfigError(f"{run_dir}: no such run folder")
         weights = run_dir / "checkpoints" / "segmenter_final.pt"
         for needed in (run_dir / "config.yaml", run_dir / "classes.json", weights):
             if not needed.is_file():
@@ -116,10 +208,10 @@ class Predictor:
         cfg.segmenter.model.pretrained, cfg.segmenter.model.weights = False, None  # the run's own weights
         model = build_segmenter(cfg, classes.num_classes)
         model.load_state_dict(load_checkpoint(weights)["model"])
-        seg = cfg.segmenter
-        crf = seg.test_crf_iterations if crf_iterations is None else crf_iterations
-        return cls(model, classes, seg.test_scales if scales is None else scales,
-                   seg.test_flip if flip is None else flip, device, crf)  # fmt: skip
+        given = {"scales": scales, "flip": flip, "crf_iterations": crf_iterations, **sliding}
+        protocol = protocol_of(cfg.segmenter)
+        protocol.update({k: v for k, v in given.items() if v is not None})
+        return cls(model, classes, device=device, **protocol)
 
     @classmethod
     def _from_clustering_run(cls, run_dir: Path, scales, flip, device) -> Predictor:
@@ -142,39 +234,78 @@ class Predictor:
         if mapping is None:
             classes = ClassInfo(tuple(f"cluster {k}" for k in range(len(clusters["centroids"]))))
         model = ClusterSegmenter(net, clusters["centroids"], mapping, classes.num_classes, cfg.data.crop_size)
-        return cls(model, classes, scales if scales is not None else (1.0,), bool(flip), device)
+        # no sliding windows: the network resizes every image to its evaluation short side, so a window
+        # would be zoomed, and its memory is bounded by that side already
+        return cls(
+            model, classes, scales if scales is not None else (1.0,), bool(flip), device, slide_above=None
+        )
 
-    def probabilities(self, image: np.ndarray) -> torch.Tensor:
-        """[C,H,W] class scores of one HxWx3 uint8 RGB image (averaged over the test-time passes)."""
+    def slides(self, image: np.ndarray) -> bool:
+        """Whether ``image`` is predicted by sliding windows (more than ``slide_above`` megapixels)."""
+        return self.slide_above is not None and image.shape[0] * image.shape[1] > self.slide_above * 1e6
+
+    def _check(self, image: np.ndarray) -> None:
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
             got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"expected an HxWx3 RGB image array, got {got}")
+
+    def _bands(self, image: np.ndarray) -> Iterator[tuple[int, int, torch.Tensor]]:
+        return sliding_bands(self.model, image, self.window, self.stride, self.scales, self.flip, self.device)
+
+    def probabilities(self, image: np.ndarray) -> torch.Tensor:
+        """[C,H,W] class scores of one HxWx3 uint8 RGB image (averaged over the test-time passes)."""
+        self._check(image)
+        if self.slides(image):
+            return torch.cat([probs for _, _, probs in self._bands(image)], dim=1)
         x = normalize_image(image).to(self.device)
         n = len(self.scales) * (2 if self.flip else 1)
         return (predict_logits(self.model, x, self.scales, self.flip)[0] / n).cpu()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """HxW int64 class indices of one HxWx3 uint8 RGB image (after the dense CRF if configured)."""
-        scores = self.probabilities(image)
+        """HxW int64 class indices of one HxWx3 uint8 RGB image (after the dense CRF if configured).
+        Above ``slide_above`` megapixels without a CRF, only one band of windows' scores is held at a time."""
         if self.crf_iterations:
             from lesseg.refine.crf import dense_crf
 
-            probs = torch.softmax(scores.float(), dim=0).numpy()
+            probs = torch.softmax(self.probabilities(image).float(), dim=0).numpy()
             return dense_crf(image, probs, iterations=self.crf_iterations).argmax(0).astype(np.int64)
-        return scores.argmax(0).numpy().astype(np.int64)
+        self._check(image)
+        if self.slides(image):
+            out = np.empty(image.shape[:2], np.int64)
+            for top, bottom, probs in self._bands(image):
+                out[top:bottom] = probs.argmax(0).numpy()
+            return out
+        return self.probabilities(image).argmax(0).numpy().astype(np.int64)
 
-    def predict_files(
-        self, paths: Iterable[str | Path], out_dir: str | Path, alpha: float = 0.5
-    ) -> list[Path]:
+    def predict_files(self, paths: Iterable[str | Path], out_dir: str | Path, alpha: float = 0.5,
+                      stop_on_error: bool = False, on_error: Callable[[str], None] | None = None,
+                      ) -> list[Path]:  # fmt: skip
         """For each image (files, or folders of images): ``<stem>.png``, a palette PNG whose pixel values are
-        class indices, and ``<stem>_overlay.png``, the colours over the image. Returns the mask paths."""
+        class indices, and ``<stem>_overlay.png``, the colours over the image. Returns the mask paths.
+
+        An image that cannot be read (or a path that does not exist) does not stop the others: each is
+        passed to ``on_error`` as one line, and at the end :class:`PredictionErrors` lists them (after every
+        readable image was written). ``stop_on_error`` raises at the first instead. A folder that cannot
+        be written is one :class:`DataError` before any image is read."""
         from PIL import Image
 
         from lesseg.io import atomic_write
         from lesseg.report.visualize import overlay
 
-        out_dir = Path(out_dir)
-        images = list_images(paths)
+        out_dir = prepare_output_dir(out_dir)
+        failed: list[str] = []
+
+        def fail(message: str) -> None:
+            if stop_on_error:
+                raise DataError(message)
+            failed.append(message)
+            if on_error is not None:
+                on_error(message)
+
+        listed: list[str] = []
+        images = list_images(paths, listed)
+        for message in listed:
+            fail(message)
         stems = [p.stem for p in images]
         if len(set(stems)) != len(stems):
             dup = sorted({s for s in stems if stems.count(s) > 1})
@@ -182,10 +313,32 @@ class Predictor:
         palette = color_palette(self.classes.num_classes, self.classes.ignore_index)
         written = []
         for path in images:
-            image = load_image(path)
+            try:
+                image = load_image(path)
+            except DataError as e:
+                fail(str(e))
+                continue
             mask = self.predict(image)
-            save_label_png(out_dir / f"{path.stem}.png", mask, palette)
             blended = Image.fromarray(overlay(image, mask, alpha, palette, self.classes.ignore_index))
-            atomic_write(out_dir / f"{path.stem}_overlay.png", lambda f, im=blended: im.save(f, format="PNG"))
+            try:
+                save_label_png(out_dir / f"{path.stem}.png", mask, palette)
+                atomic_write(
+                    out_dir / f"{path.stem}_overlay.png", lambda f, im=blended: im.save(f, format="PNG")
+                )
+            except OSError as e:
+                raise DataError(
+                    f"{out_dir}: cannot write the prediction of {path.name} ({e.strerror or e})"
+                ) from None
             written.append(out_dir / f"{path.stem}.png")
+        if failed:
+            raise PredictionErrors(failed, written, out_dir)
         return written
+
+
+def protocol_of(seg) -> dict:
+    """The test-time settings of a ``segmenter`` config section, as :class:`Predictor` arguments."""
+    if seg.test_stride > seg.test_window:
+        raise ConfigError(f"segmenter.test_stride={seg.test_stride} must not exceed "
+                          f"segmenter.test_window={seg.test_window}")  # fmt: skip
+    return {"scales": tuple(seg.test_scales), "flip": seg.test_flip, "crf_iterations": seg.test_crf_iterations,
+            "slide_above": seg.test_slide_above, "window": seg.test_window, "stride": seg.test_stride}  # fmt: skip

@@ -69,7 +69,14 @@ def weak_supervision_stages(cfg=None) -> list[Stage]:
         Stage(
             "evaluate",
             evaluate_segmenter,
-            ("segmenter.test_scales", "segmenter.test_flip", "segmenter.test_crf_iterations"),
+            (
+                "segmenter.test_scales",
+                "segmenter.test_flip",
+                "segmenter.test_crf_iterations",
+                "segmenter.test_slide_above",
+                "segmenter.test_window",
+                "segmenter.test_stride",
+            ),  # fmt: skip
             ("segmenter",),
         ),
         Stage(

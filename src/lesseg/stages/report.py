@@ -14,7 +14,7 @@ import numpy as np
 from lesseg.data.imageio import color_palette, load_image
 from lesseg.eval.metrics_file import read_metrics
 from lesseg.pipeline import RunContext
-from lesseg.predict import Predictor
+from lesseg.predict import Predictor, protocol_of
 from lesseg.refine import load_cams
 from lesseg.report import GalleryRow, colorize, curves_from_log, heatmap, write_report
 from lesseg.stages.cams import cam_path
@@ -30,9 +30,8 @@ def write_run_report(ctx: RunContext) -> None:
     classes = source.classes
     palette = color_palette(classes.num_classes, classes.ignore_index)
     model = load_weights(ctx, "segmenter", build_segmenter(cfg, classes.num_classes))
-    predictor = Predictor(
-        model, classes, cfg.segmenter.test_scales, cfg.segmenter.test_flip, cfg.train.device
-    )
+    protocol = {**protocol_of(cfg.segmenter), "crf_iterations": 0}  # the gallery shows the network's own
+    predictor = Predictor(model, classes, device=cfg.train.device, **protocol)
     records = source.split(cfg.data.train_split)
     count = min(cfg.eval.gallery, len(records))
     picks = [records[i] for i in np.linspace(0, len(records) - 1, count).round().astype(int)] if count else []

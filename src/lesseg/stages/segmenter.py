@@ -16,7 +16,7 @@ from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
-from lesseg.predict import Predictor
+from lesseg.predict import Predictor, protocol_of
 from lesseg.stages.common import device_of, is_main, load_weights, source_of, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
@@ -84,9 +84,7 @@ def segmenter_scores(ctx: RunContext, model: torch.nn.Module) -> dict:
     """mIoU of ``model`` on the val masks with the configured test protocol (scales, flip, CRF)."""
     cfg, source = ctx.cfg, source_of(ctx)
     classes = source.classes
-    seg = cfg.segmenter
-    predictor = Predictor(model, classes, seg.test_scales, seg.test_flip, str(device_of(ctx)),
-                          seg.test_crf_iterations)  # fmt: skip
+    predictor = Predictor(model, classes, device=str(device_of(ctx)), **protocol_of(cfg.segmenter))
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     for r in source.split(cfg.data.val_split):
         if r.mask is not None:
