@@ -12,20 +12,13 @@ from PIL import Image
 from lesseg.cli import main
 from lesseg.data import read_dataset
 from lesseg.data.preflight import RESULT_FILE, check_run_data
-from lesseg.data.synth import generate
 from lesseg.errors import DataError
-from tiny_data import make_camvid
-
-TINY = ["data.crop_size=48", "data.scale_range=[0.9,1.1]", "data.batch_size=8", "data.workers=0",
-        "train.epochs=1", "cams.scales=[1.0]", "segmenter.train.epochs=1", "eval.gallery=1",
-        "eval.references=false"]  # fmt: skip
+from tiny_data import make_camvid, run_args, tiny_scenes
 
 
 @pytest.fixture
 def scenes(tmp_path):
-    root = tmp_path / "textured"
-    generate(root, images=12, classes=4, seed=0, size=48, background="textured")
-    return root
+    return tiny_scenes(tmp_path / "textured")
 
 
 def first_train_id(root) -> str:
@@ -78,12 +71,12 @@ def test_run_stops_with_data_checks_message_before_the_first_stage(fault, tmp_pa
     assert main(["data", "check", str(scenes)]) == 1
     checked = capsys.readouterr().out
     assert all(m in checked for m in messages)
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={tmp_path / 'runs'}", *TINY]
+    args = run_args(scenes, tmp_path / "runs")
     assert main(args) == 2
     err = capsys.readouterr().err
     assert all(m in err for m in messages), err
     assert "data.skip_bad=true" in err and err.startswith(f"lesseg: error: {scenes}: 1 problem(s)")
-    run = tmp_path / "runs" / "cam_synthetic"
+    run = tmp_path / "runs" / "r"
     assert not (run / "stages.json").exists() and not (run / "config.yaml").exists()
 
 
@@ -91,12 +84,11 @@ def test_run_stops_with_data_checks_message_before_the_first_stage(fault, tmp_pa
 def test_skip_bad_leaves_the_bad_image_out_and_lists_it(fault, tmp_path, scenes, capsys):
     bad_id, messages = FAULTS[fault](scenes)
     runs = tmp_path / "runs"
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={runs}", *TINY,
-            "data.skip_bad=true"]  # fmt: skip
+    args = run_args(scenes, runs, "data.skip_bad=true")
     assert main([*args, "--stage", "classifier"]) == 0
     out = capsys.readouterr().out
-    listed = json.loads((runs / "cam_synthetic" / RESULT_FILE).read_text())
-    assert "1 image(s) with problems left out" in out and str(runs / "cam_synthetic" / RESULT_FILE) in out
+    listed = json.loads((runs / "r" / RESULT_FILE).read_text())
+    assert "1 image(s) with problems left out" in out and str(runs / "r" / RESULT_FILE) in out
     assert list(listed["bad"]) == [bad_id]
     assert all(any(m in p for p in listed["bad"][bad_id]) for m in messages)
 
@@ -104,17 +96,16 @@ def test_skip_bad_leaves_the_bad_image_out_and_lists_it(fault, tmp_path, scenes,
 def test_skipped_images_are_not_trained_on_or_labelled(tmp_path, scenes, capsys):
     bad_id, _ = break_mask_values(scenes)
     runs = tmp_path / "runs"
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={runs}", *TINY,
-            "data.skip_bad=true"]  # fmt: skip
+    args = run_args(scenes, runs, "data.skip_bad=true")
     assert main(args) == 0
-    labels = {p.stem for p in (runs / "cam_synthetic" / "pseudo_labels").glob("*.png")}
+    labels = {p.stem for p in (runs / "r" / "pseudo_labels").glob("*.png")}
     train = set((scenes / "train.txt").read_text().split())
     assert labels == train - {bad_id}
 
 
 def test_empty_split_names_its_list(tmp_path, scenes, capsys):
     (scenes / "train.txt").write_text("")
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={tmp_path}", *TINY]
+    args = run_args(scenes, tmp_path)
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{scenes / 'train.txt'}: empty split list" in err
@@ -124,7 +115,7 @@ def test_empty_split_names_its_list(tmp_path, scenes, capsys):
 
 def test_missing_split_names_the_valid_ones(tmp_path, scenes, capsys):
     (scenes / "val.txt").unlink()
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={tmp_path}", *TINY]
+    args = run_args(scenes, tmp_path)
     assert main(args) == 2
     assert "no split 'val'; splits here: train" in capsys.readouterr().err
 
@@ -137,9 +128,9 @@ def test_problems_in_splits_the_run_does_not_read_do_not_stop_it(scenes):
 
 
 def test_a_check_of_unchanged_files_is_reused(tmp_path, scenes, capsys):
-    args = ["run", "configs/cam/synthetic.yaml", f"data.root={scenes}", f"run_dir={tmp_path}", *TINY]
+    args = run_args(scenes, tmp_path)
     assert main([*args, "--stage", "classifier"]) == 0
-    stored = tmp_path / "cam_synthetic" / RESULT_FILE
+    stored = tmp_path / "r" / RESULT_FILE
     first = stored.stat().st_mtime_ns
     assert main([*args, "--stage", "classifier"]) == 0
     assert stored.stat().st_mtime_ns == first  # the same files: not checked again

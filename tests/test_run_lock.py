@@ -13,20 +13,16 @@ from pathlib import Path
 import pytest
 
 from lesseg.cli import main
-from lesseg.data.synth import generate
 from lesseg.runlock import LOCK_NAME, RunFolderLocked, RunLock
+from tiny_data import run_args, tiny_scenes
 
 LESSEG = [sys.executable, "-m", "lesseg"]
-TINY = ["data.crop_size=48", "data.scale_range=[0.9,1.1]", "data.batch_size=4", "data.workers=0",
-        "cams.scales=[1.0]", "segmenter.train.epochs=1", "eval.gallery=1", "eval.references=false"]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("d") / "textured"
-    generate(root, images=12, classes=4, seed=0, size=48, background="textured")
-    return root
+    return tiny_scenes(tmp_path_factory.mktemp("d") / "textured")
 
 
 def holder_pid(run: Path, timeout: float = 120) -> int:
@@ -41,14 +37,7 @@ def holder_pid(run: Path, timeout: float = 120) -> int:
 
 
 def test_second_run_stops_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path, scenes, capsys):
-    args = [
-        "run",
-        "configs/cam/synthetic.yaml",
-        f"data.root={scenes}",
-        f"run_dir={tmp_path}",
-        "name=r",
-        *TINY,
-    ]
+    args = run_args(scenes, tmp_path)
     first = subprocess.Popen([*LESSEG, *args, "train.epochs=200"], env=ENV, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -101,14 +90,7 @@ def test_run_removes_stale_temporary_files(tmp_path, scenes, capsys):
     for path in [*stale, kept]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
-    args = [
-        "run",
-        "configs/cam/synthetic.yaml",
-        f"data.root={scenes}",
-        f"run_dir={tmp_path}",
-        "name=r",
-        *TINY,
-    ]
+    args = run_args(scenes, tmp_path)
     assert main([*args, "train.epochs=1", "--stage", "classifier"]) == 0
     assert f"{run}: removed 2 temporary file(s) left by a killed run" in capsys.readouterr().out
     assert not any(p.exists() for p in stale) and kept.exists()

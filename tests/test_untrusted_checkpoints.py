@@ -9,13 +9,9 @@ import torch
 from PIL import Image
 
 from lesseg.cli import main
-from lesseg.data.synth import generate
 from lesseg.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lesseg.errors import DataError
-from tiny_data import make_predicting_run
-
-TINY = ["data.crop_size=48", "data.scale_range=[0.9,1.1]", "data.batch_size=8", "data.workers=0",
-        "train.epochs=1", "cams.scales=[1.0]", "segmenter.train.epochs=1", "eval.gallery=1"]  # fmt: skip
+from tiny_data import make_predicting_run, run_args, tiny_scenes
 
 
 class _RunsACommand:
@@ -47,37 +43,21 @@ def refused(capsys, path) -> str:
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("d") / "textured"
-    generate(root, images=12, classes=4, seed=0, size=48, background="textured")
-    return root
+    return tiny_scenes(tmp_path_factory.mktemp("d") / "textured")
 
 
 def test_resuming_refuses_a_planted_last_checkpoint(tmp_path, scenes, capsys):
     marker = tmp_path / "ran"
     run = tmp_path / "runs" / "r"
     plant(run / "checkpoints" / "classifier_last.pt", marker)
-    args = [
-        "run",
-        "configs/cam/synthetic.yaml",
-        f"data.root={scenes}",
-        f"run_dir={tmp_path / 'runs'}",
-        "name=r",
-    ]
-    assert main([*args, *TINY]) == 2  # not a silent fresh start that exits 0
+    assert main(run_args(scenes, tmp_path / "runs")) == 2  # not a silent fresh start that exits 0
     refused(capsys, run / "checkpoints" / "classifier_last.pt")
     assert not marker.exists()
 
 
 def test_a_later_stage_refuses_a_planted_final_checkpoint(tmp_path, scenes, capsys):
     marker = tmp_path / "ran"
-    args = [
-        "run",
-        "configs/cam/synthetic.yaml",
-        f"data.root={scenes}",
-        f"run_dir={tmp_path}",
-        "name=r",
-        *TINY,
-    ]
+    args = run_args(scenes, tmp_path)
     assert main([*args, "--stage", "classifier"]) == 0
     final = tmp_path / "r" / "checkpoints" / "classifier_final.pt"
     plant(final, marker)

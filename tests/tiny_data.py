@@ -84,3 +84,23 @@ def make_predicting_run(run_dir: Path, num_classes: int = 4, overrides: tuple[st
     model = build_segmenter(cfg, num_classes)
     save_checkpoint(run_dir / "checkpoints" / "segmenter_final.pt", {"model": model.state_dict()})
     return run_dir
+
+
+#: overrides that shrink configs/cam/synthetic.yaml to seconds on 48-px scenes
+TINY_CAM = ("data.crop_size=48", "data.scale_range=[0.9,1.1]", "data.batch_size=4", "data.workers=0",
+            "train.epochs=1", "cams.scales=[1.0]", "segmenter.train.epochs=1", "eval.gallery=1",
+            "eval.references=false")  # fmt: skip
+
+
+def tiny_scenes(root: Path) -> Path:
+    """12 synthetic 48-px scenes with a background class (4 classes), in the folder layout."""
+    from lesseg.data.synth import generate
+
+    generate(root, images=12, classes=4, seed=0, size=48, background="textured")
+    return root
+
+
+def run_args(data_root: Path, run_dir: Path, *overrides: str) -> list[str]:
+    """`lesseg run` of the tiny synthetic CAM pipeline into ``run_dir/r``."""
+    return ["run", "configs/cam/synthetic.yaml", f"data.root={data_root}", f"run_dir={run_dir}", "name=r",
+            *TINY_CAM, *overrides]  # fmt: skip

@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LessegError as e:
-        print(f"lesseg: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops, rank 0 says why
+            print(f"lesseg: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
