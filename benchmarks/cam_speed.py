@@ -43,7 +43,7 @@ def main() -> int:
     cfg = load_config(args.run / "config.yaml")
     source = read_dataset(cfg.data.root, cfg.data.format, **cfg.data.options)
     output_of = {c: k for k, c in enumerate(source.classes.tag_indices)}
-    model = get_method(cfg.method.name)(cfg, source.classes).build_model().eval()
+    model = get_method(cfg.method.name)(cfg, source).build_model().eval()
     model.load_state_dict(load_checkpoint(weights)["model"])
     records = [r for r in source.split(cfg.data.train_split) if source.tags_of(r)][: args.images]
     images = [load_image(r.image) for r in records]

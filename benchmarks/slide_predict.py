@@ -67,11 +67,11 @@ def child(
     """Predict one image in this process and print the measurements as JSON."""
     import torch
 
-    from lesseg.predict import Predictor
+    from lesseg.api import load_run
 
     height, width = SIZES[size]
     slide_above = 0.0 if mode == "sliding" else float("inf")
-    predictor = Predictor.from_run(run, device="cpu", slide_above=slide_above, window=window, stride=stride)
+    predictor = load_run(run, device="cpu", slide_above=slide_above, window=window, stride=stride)
     if images:
         image = mosaic(Path(images), height, width)[0]
     else:
@@ -101,7 +101,7 @@ def make_random_run(folder: Path) -> Path:
     (folder / "classes.json").write_text(json.dumps(classes.to_dict()))
     torch.manual_seed(0)
     save_checkpoint(folder / "checkpoints" / "segmenter_final.pt",
-                    {"model": build_segmenter(cfg, 8).state_dict()})  # fmt: skip
+                    {"model": build_segmenter(cfg.segmenter.model, 8).state_dict()})  # fmt: skip
     return folder
 
 

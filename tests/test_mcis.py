@@ -103,7 +103,7 @@ def _mcis(overrides=()):
     from lesseg.methods import get_method
 
     cfg = load_config("configs/mcis/synthetic.yaml", list(overrides))
-    return get_method("mcis")(cfg, ClassInfo(classes=("a", "b", "c")))
+    return get_method("mcis")(cfg, classes=ClassInfo(classes=("a", "b", "c")))
 
 
 def test_each_loss_gets_its_class_set():
@@ -211,7 +211,7 @@ def test_inference_settings_do_not_retrain_the_classifier():
 
     def hashes(*overrides):
         cfg = load_config("configs/mcis/synthetic.yaml", list(overrides))
-        stages = get_method("mcis")(cfg, ClassInfo(("a", "b"))).stages()
+        stages = get_method("mcis")(cfg, classes=ClassInfo(("a", "b"))).stages()
         return {s.name: Pipeline(stages).stage_hash(s.name, cfg) for s in stages}
 
     coseg, single, more = hashes(), hashes("method.cam_inference=single"), hashes("method.partners=5")

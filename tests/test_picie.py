@@ -28,7 +28,7 @@ from lesseg.methods.picie import (
     picie_loss,
     view_features,
 )
-from lesseg.stages.clustering import EpochClustering, cluster_views
+from lesseg.methods.picie.stages import EpochClustering, cluster_views
 
 
 class Pooled(torch.nn.Module):
@@ -110,7 +110,7 @@ def test_cached_labels_are_the_frozen_centroid_classifier_argmax_on_the_replayed
         "method.clusters=5", "method.cluster_batch_size=2", "method.kmeans_init_batches=2",
         f"method.feature_cache_mb={cache_mb}", "data.workers=0",
     ])  # fmt: skip
-    method = PiCIEMethod(cfg, views.base.classes)
+    method = PiCIEMethod(cfg, classes=views.base.classes)
     torch.manual_seed(0)
     model = create_model("picie_fpn", backbone="resnet18", output_stride=32).eval()
     views.set_epoch(3)
@@ -172,12 +172,12 @@ def test_cluster_weights():
 def test_epoch_clusters_are_reused_when_a_run_resumes_inside_the_epoch(tmp_path, monkeypatch):
     """A run killed inside an epoch must train on with the labels the epoch started with, not re-cluster
     features that have moved since."""
-    import lesseg.stages.clustering as clustering
+    import lesseg.methods.picie.stages as clustering
     from lesseg.pipeline import RunContext
 
     views = _views(tmp_path)
     cfg = load_config("configs/picie/synthetic.yaml", ["method.clusters=3"])
-    method = PiCIEMethod(cfg, views.base.classes)
+    method = PiCIEMethod(cfg, classes=views.base.classes)
     ctx = RunContext(cfg, tmp_path / "run", None)
     labels = torch.zeros(6, 2, 8, 8, dtype=torch.uint8)
     calls = []
@@ -251,7 +251,7 @@ def test_evaluation_settings_do_not_retrain_the_network():
 
     def hashes(*overrides):
         cfg = load_config("configs/picie/synthetic.yaml", list(overrides))
-        stages = PiCIEMethod(cfg, ClassInfo(("a", "b"))).stages()
+        stages = PiCIEMethod(cfg, classes=ClassInfo(("a", "b"))).stages()
         return {s.name: Pipeline(stages).stage_hash(s.name, cfg) for s in stages}
 
     base, over = hashes(), hashes("method.eval_clusters=6", "method.eval_crop=center")

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from chromium import find_chromium, run_chromium
-from lesseg.api import load_run
+from lesseg.api import load_run, run_context
 from lesseg.cli import main
 from lesseg.config import load_config
 from lesseg.data import read_dataset
@@ -178,12 +178,14 @@ def test_training_stages_never_read_train_masks(tmp_path, background):
     clean = _synth(tmp_path / "clean", background)
     scrambled = shutil.copytree(clean, tmp_path / "scrambled")
     _scramble_masks(scrambled)
-    stages = [s for s in weak_supervision_stages() if s.name in ("classifier", "cams", "pseudo_labels")]
     runs = []
     for root in (clean, scrambled):
         cfg = load_config("configs/cam/synthetic.yaml", [f"data.root={root}", f"run_dir={tmp_path}",
                                                          f"name=run_{root.name}", "train.device=cpu", *TINY])  # fmt: skip
-        ctx = RunContext(cfg, tmp_path / f"run_{root.name}")
+        ctx = run_context(cfg, tmp_path / f"run_{root.name}")
+        stages = [
+            s for s in weak_supervision_stages(cfg) if s.name in ("classifier", "cams", "pseudo_labels")
+        ]
         Pipeline(stages).run(ctx, log=lambda _: None)
         runs.append(ctx.run_dir)
     a, b = (torch.load(r / "checkpoints" / "classifier_final.pt", weights_only=True)["model"] for r in runs)
@@ -230,13 +232,13 @@ def test_segmenter_init_from_classifier(tmp_path):
     torch.manual_seed(0)
     classifier = create_model("cam_classifier", backbone="resnet18", num_classes=7, output_stride=16)
     save_checkpoint(tmp_path / "checkpoints" / "classifier_final.pt", {"model": classifier.state_dict()})
-    seg = build_segmenter(cfg, 8)
+    seg = build_segmenter(cfg.segmenter.model, 8)
     init_encoder_from_classifier(ctx, seg)
     a, b = classifier.encoder.state_dict(), seg.encoder.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     cfg.segmenter.model.backbone = "resnet34"
     with pytest.raises(ConfigError, match="same backbone.*resnet18.*resnet34"):
-        init_encoder_from_classifier(ctx, build_segmenter(cfg, 8))
+        init_encoder_from_classifier(ctx, build_segmenter(cfg.segmenter.model, 8))
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lesseg.api import load_run
 from lesseg.cli import main
 from lesseg.data.classes import ClassInfo
 from lesseg.predict import PredictionErrors, Predictor, sliding_bands, window_starts
@@ -54,7 +55,7 @@ def test_stop_on_error_stops_at_the_first(tmp_path, run, capsys):
 
 
 def test_api_lists_failures_after_writing_the_rest(tmp_path, run):
-    predictor = Predictor.from_run(run, device="cpu")
+    predictor = load_run(run, device="cpu")
     with pytest.raises(PredictionErrors, match=r"1 of 3 images could not be predicted") as e:
         predictor.predict_files([photos(tmp_path / "in", n=2)], tmp_path / "out")
     assert len(e.value.written) == 2 and all(p.is_file() for p in e.value.written)
@@ -124,6 +125,6 @@ def test_bands_cover_every_row_once_and_average_overlaps():
 
 
 def test_slide_threshold_is_in_megapixels(run):
-    predictor = Predictor.from_run(run, device="cpu", slide_above=0.001)  # 1000 pixels
+    predictor = load_run(run, device="cpu", slide_above=0.001)  # 1000 pixels
     assert predictor.slides(rgb(40, 30, 0)) and not predictor.slides(rgb(20, 30, 0))
-    assert Predictor.from_run(run, device="cpu").slide_above == 4.0  # the config's default
+    assert load_run(run, device="cpu").slide_above == 4.0  # the config's default

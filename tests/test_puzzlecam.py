@@ -68,7 +68,7 @@ def test_alpha_ramps_to_four_over_the_first_half():
 
 def _method(overrides=()):
     cfg = load_config("configs/puzzlecam/synthetic.yaml", ["data.crop_size=64", *overrides])
-    return get_method("puzzlecam")(cfg, ClassInfo(classes=("a", "b", "c")))
+    return get_method("puzzlecam")(cfg, classes=ClassInfo(classes=("a", "b", "c")))
 
 
 def test_training_step_losses_by_hand():

@@ -81,7 +81,7 @@ def make_predicting_run(run_dir: Path, num_classes: int = 4, overrides: tuple[st
     )
     (run_dir / "classes.json").write_text(json.dumps(classes.to_dict()))
     torch.manual_seed(0)
-    model = build_segmenter(cfg, num_classes)
+    model = build_segmenter(cfg.segmenter.model, num_classes)
     save_checkpoint(run_dir / "checkpoints" / "segmenter_final.pt", {"model": model.state_dict()})
     return run_dir
 

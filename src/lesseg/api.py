@@ -3,9 +3,12 @@
 from lesseg.api import load_run, run
 from lesseg.config import load_config
 run_dir = run(load_config("configs/cam/synthetic.yaml", ["train.epochs=2"]))
-predictor = load_run(run_dir)            # the run's segmenter and classes
+predictor = load_run(run_dir)            # the run's predicting network, its classes and test protocol
 mask = predictor.predict(image)          # HxW class indices of an HxWx3 uint8 RGB array
 predictor.predict_files(["photos/"], "out/")
+
+This is the layer above the methods: it builds a run's method from the registry, gives it to the stages
+on the run context, and asks it for its inference model.
 """
 
 from __future__ import annotations
@@ -13,40 +16,60 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lesseg.config import save_config
+from lesseg.config import load_config, save_config
+from lesseg.data.classes import ClassInfo
 from lesseg.engine import init_distributed
 from lesseg.errors import ConfigError, DataError, LessegError
 from lesseg.io import atomic_write_json
 from lesseg.pipeline import Pipeline, RunContext
+from lesseg.registry import get_method
 from lesseg.runlock import hold_run_folder
+from lesseg.stages.supervision import with_supervision
 
 
-def run(cfg, stage: str | None = None, log: Callable[[str], None] = print) -> Path:
+def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until: str | None = None) -> Path:
     """Run the stages of ``cfg``'s method into ``run_dir/name`` (skipping those already done with the same
-    config; a killed run resumes), or only ``stage``. Returns the run folder.
+    config; a killed run resumes), or only ``stage``, or those up to ``until``. Returns the run folder.
 
     The run holds the folder's lock throughout (a second run on it stops at once, see
     :mod:`lesseg.runlock`) and checks the data it will read before the first stage
-    (:mod:`lesseg.data.preflight`)."""
-    from lesseg.stages.common import method_of
-
+    (:mod:`lesseg.data.preflight`); the method object is built once, on that data."""
     if not cfg.data.root:
         raise ConfigError(
             "data.root is empty; set it to the dataset folder (e.g. data.root=../shared/data/msrc21)"
         )
+    method_cls = get_method(cfg.method.name)
     run_dir = Path(cfg.run_dir) / cfg.name
     env = init_distributed(cfg.train.device)
     say = log if env.is_main else (lambda _: None)
     with hold_run_folder(run_dir, env, say):
         ctx = RunContext(cfg, run_dir, env)
         skipped = _check_data(ctx, say)
-        pipeline = Pipeline(method_of(ctx).stages(), data_key=skipped)
+        ctx.method = method_cls(cfg, ctx.source)
+        pipeline = Pipeline(pipeline_stages(ctx.method), data_key=skipped)
         if env.is_main:
             save_config(cfg, run_dir / "config.yaml")
             # what `predict` needs besides the weights, so a run folder works without its dataset
-            atomic_write_json(run_dir / "classes.json", ctx.cache["source"].classes.to_dict())
-        pipeline.run(ctx, only=stage, log=say)
+            atomic_write_json(run_dir / "classes.json", ctx.source.classes.to_dict())
+        pipeline.run(ctx, only=stage, log=say, until=until)
     return run_dir
+
+
+def run_context(cfg, run_dir: str | Path | None = None, env=None) -> RunContext:
+    """A run's context with its dataset and method built (no lock, no data check): for running stages
+    one by one from a script or a test. ``run_dir`` defaults to ``cfg.run_dir/cfg.name``."""
+    from lesseg.data import read_dataset
+
+    d = cfg.data
+    ctx = RunContext(cfg, Path(run_dir) if run_dir is not None else Path(cfg.run_dir) / cfg.name, env)
+    ctx.source = read_dataset(d.root, d.format, **d.options)
+    ctx.method = get_method(cfg.method.name)(cfg, ctx.source)
+    return ctx
+
+
+def pipeline_stages(method) -> list:
+    """A method's stages as a run executes them (led by ``supervision`` when the config sets a split)."""
+    return with_supervision(method.cfg, method.stages())
 
 
 def _check_data(ctx: RunContext, log: Callable[[str], None]) -> str:
@@ -79,28 +102,38 @@ def _check_data(ctx: RunContext, log: Callable[[str], None]) -> str:
             kept, result = check(write=False)
     elif failed is not None:
         raise failed
-    ctx.cache["source"] = kept
+    ctx.source = kept
     return config_hash(sorted(result.bad)) if result.bad else ""
 
 
 def train(cfg) -> Path:
-    """Train the method's network alone (its first stage: ``classifier`` for the CAM family, ``features``
-    for PiCIE); weights in checkpoints/<stage>_final.pt."""
-    from lesseg.methods import get_method
-
-    first = get_method(cfg.method.name)(cfg, None).stages()[0].name  # the stage list needs no dataset
-    return run(cfg, stage=first, log=lambda _: None)
+    """Train the method's first network (``classifier`` for the CAM family, ``features`` for PiCIE), with
+    whatever stages come before it; weights in checkpoints/<stage>_final.pt."""
+    return run(cfg, until=get_method(cfg.method.name).trains, log=lambda _: None)
 
 
 def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device: str = "auto",
              crf_iterations: int | None = None, slide_above: float | None = None, window: int | None = None,
              stride: int | None = None):  # fmt: skip
-    """A finished run's segmenter as a :class:`lesseg.predict.Predictor`: the run's test-time scales, flip,
-    CRF iterations and sliding windows (``slide_above`` megapixels, ``window``, ``stride``) unless given."""
-    from lesseg.predict import Predictor
-
-    return Predictor.from_run(run_dir, scales=scales, flip=flip, device=device, crf_iterations=crf_iterations,
-                              slide_above=slide_above, window=window, stride=stride)  # fmt: skip
+    """A finished run's predicting network as a :class:`lesseg.predict.Predictor` (the method's
+    :meth:`~lesseg.methods.Method.inference_model`): the run's test-time scales, flip, CRF iterations and
+    sliding windows (``slide_above`` megapixels, ``window``, ``stride``) unless given. Needs only the run
+    folder (``config.yaml``, ``classes.json``, the weights), not the dataset."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    for needed in ("config.yaml", "classes.json"):
+        if not (run_dir / needed).is_file():
+            raise ConfigError(
+                f"{run_dir} is not a finished run: {needed} is missing (run `lesseg run` to the end)"
+            )
+    cfg = load_config(run_dir / "config.yaml")
+    method = get_method(cfg.method.name)(cfg, classes=ClassInfo.load(run_dir / "classes.json"))
+    protocol = {"scales": scales, "flip": flip, "crf_iterations": crf_iterations, "slide_above": slide_above,
+                "window": window, "stride": stride}  # fmt: skip
+    return method.inference_model(
+        run_dir, device=device, **{k: v for k, v in protocol.items() if v is not None}
+    )
 
 
 def predict(run_dir: str | Path, images, out_dir: str | Path, **kwargs) -> list[Path]:

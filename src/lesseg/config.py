@@ -15,7 +15,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -26,9 +26,9 @@ from .errors import ConfigError, did_you_mean
 from .io import atomic_write_text
 
 __all__ = [
-    "Config", "DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig",
+    "Config", "DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig", "config_field",
     "config_hash", "config_to_dict", "format_config", "load_config", "method_config_class",
-    "register_method_config", "registered_methods", "save_config",
+    "registered_methods", "save_config",
 ]  # fmt: skip
 
 
@@ -54,7 +54,16 @@ class DataConfig:
     scale_range: tuple[float, float] = _f((0.5, 1.5), check=(lambda r: 0 < r[0] <= r[1], "0 < low <= high"))
     batch_size: int = _f(16, min=1)  # global batch over all processes
     workers: int = _f(2, min=0)
-    skip_bad: bool = False  # skip unreadable images and list them in the log instead of stopping
+    skip_bad: bool = False  # leave out images the run's data check finds bad (listed in data_check.json)
+    # Supervision regimes (lesseg.data.splits.run_splits; a method says which it trains under):
+    # labeled: the training images that keep their masks (semi-supervised): a fraction such as 1/8 drawn
+    # with labeled_seed, or a file of image ids (one per line; as given, or inside data.root).
+    labeled: str | None = _f(None, neutral=True)
+    labeled_seed: int = _f(0, neutral=True)
+    # novel: the classes known only by image-level tags (weak-shot): a fraction of the object classes drawn
+    # with novel_seed, or a file of class names (one per line).
+    novel: str | None = _f(None, neutral=True)
+    novel_seed: int = _f(0, neutral=True)
 
 
 @dataclass
@@ -104,156 +113,37 @@ class TrainConfig:
     deterministic: bool = False
 
 
-_METHODS: dict[str, type[MethodConfig]] = {}
-_METHOD_NAMES: dict[type, str] = {}
-
-
 @dataclass
 class MethodConfig:
-    """Base of the per-method sections; methods register subclasses with their own fields."""
+    """Base of the ``method`` section: its ``name`` picks the registered method (:mod:`lesseg.registry`),
+    whose own config class (a subclass with the method's fields, declared in the method's file) the
+    loader builds. The CAM baseline has no fields of its own and uses this class."""
 
     name: str = "cam"
+    #: set by :func:`lesseg.registry.register_method` on a method's own config class
+    registered_name: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        self.name = _METHOD_NAMES.get(type(self), self.name)  # a registered class always carries its name
-
-
-def register_method_config(name: str) -> Callable[[type], type]:
-    """Class decorator: the ``method`` section of configs whose ``method.name`` is ``name``.
-
-    The class must subclass MethodConfig; it is made a dataclass if it is not one already.
-    Registering a name again replaces the earlier class.
-    """
-
-    def register(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, MethodConfig)):
-            raise TypeError(f"register_method_config({name!r}) needs a MethodConfig subclass, got {cls!r}")
-        if "__dataclass_fields__" not in cls.__dict__:
-            cls = dataclass(cls)
-        _METHODS[name] = cls
-        _METHOD_NAMES[cls] = name
-        return cls
-
-    return register
-
-
-register_method_config("cam")(MethodConfig)
-
-
-@register_method_config("puzzlecam")
-class PuzzleCAMConfig(MethodConfig):
-    """Puzzle-CAM (Jo & Yu 2021), see :mod:`lesseg.methods.puzzlecam`.
-
-    * ``grid``: tiles per (row, column); official 2x2. ``data.crop_size`` must be a multiple of each times
-      ``model.output_stride``.
-    * ``alpha_max``, ``alpha_ramp``: L_re's weight ramps from 0 to ``alpha_max`` over the first
-      ``alpha_ramp`` of training (official: 4 over the first half).
-    * ``momentum``: ``official`` (default, to reproduce the paper) trains with the config's optimiser; the
-      official code's SGD momentum is 1e-4 (IRN's PolyOptimizer passes the weight decay into the momentum
-      slot), which the example configs set. ``real``: momentum 0.9 with every learning rate x0.1, the same
-      step size with a real momentum.
-    * ``select_by_train_masks``: the official code keeps the epoch whose CAMs score best on the *training
-      masks*; that reads masks, so it is off by default (the last epoch is kept).
-    """
-
-    grid: tuple[int, int] = _f((2, 2), check=(lambda g: len(g) == 2 and min(g) >= 1, "two integers >= 1"))
-    alpha_max: float = _f(4.0, min=0)
-    alpha_ramp: float = _f(0.5, min=0)
-    momentum: str = _f("official", choices=("official", "real"))
-    select_by_train_masks: bool = False
-
-
-@register_method_config("mcis")
-class MCISConfig(MethodConfig):
-    """MCIS (Sun et al. 2020), see :mod:`lesseg.methods.mcis`.
-
-    * ``self_pairs``: also pair each image with its flip, its 0.75x and its 2x rescale (the official code's
-      extra loss terms, not in the paper's Eq. 10); on by default, as the official code trains.
-    * ``contrastive_from_epoch``: the contrastive co-attention loss joins at this epoch (0-based); the
-      official code starts it at the second epoch (1).
-    * ``partners``: partner images per class at co-segmentation inference (official 3, drawn with
-      replacement among the training images holding the class).
-    * ``cam_inference``: ``cosegmentation`` (official, default: the co-attention head's maps, averaged over
-      partners and fused with the self-pair maps) or ``single`` (the single-image CAM head, multi-scale with
-      flips like the CAM baseline's; cheaper).
-    """
-
-    #: settings that only change inference: changing them does not retrain the classifier
-    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("partners", "cam_inference")
-
-    self_pairs: bool = True
-    contrastive_from_epoch: int = _f(1, min=0)
-    partners: int = _f(3, min=1)
-    cam_inference: str = _f("cosegmentation", choices=("cosegmentation", "single"))
-
-
-@register_method_config("picie")
-class PiCIEConfig(MethodConfig):
-    """PiCIE (Cho et al. 2021) and its MDC baseline, see :mod:`lesseg.methods.picie`. Views are
-    ``data.crop_size`` square (official 320); features come at stride 4.
-
-    * ``variant``: ``picie`` (two views, within- and cross-view losses) or ``mdc`` (the paper's Modified
-      DeepCluster baseline: one augmented view, its own labels, no invariance or equivariance terms).
-    * ``clusters``: K while training; 0 = the dataset's number of classes (official 27 on COCO-Stuff-27).
-    * ``base_size``: images are resized (short side) and centre-cropped to this first (official 640); view 1
-      is a random resized crop of it, view 2 the whole of it, both at ``data.crop_size``.
-    * ``min_scale``: the smallest crop area of view 1 (official 0.5); ``flip_p``: its flip (official 0.5).
-    * ``grayscale_p``: the official code meant 0.2 but never applied it (a "grey"/"gray" typo, issue #31),
-      so its effective value is 0; ours is 0.2 as the paper and the intent say; set 0 to match the code.
-    * ``cluster_weights``: cross-entropy class weights per epoch: ``frequency`` (the official code: cluster
-      size / total, issue #28), ``inverse`` (1 / size, normalised: the paper's "countering imbalance"
-      reading) or ``none``. Default ``frequency``, chosen by measurement: on the synthetic scenes (random
-      init, 3 seeds) it gives matched mIoU 0.240 +- 0.005 against 0.171 +- 0.014 for ``inverse``, which
-      falls below k-means on the untrained network (benchmarks/results/picie_synthetic.json).
-    * ``centroid_bias``: the frozen centroid classifier's logits are ``f.c - |c|^2 / 2`` so that its argmax
-      is the nearest centroid, the very label it is trained on (true); the official code uses ``f.c`` with
-      no bias while it labels by nearest centroid, which disagree when centroid norms differ (false).
-    * ``kmeans_init_batches``, ``kmeans_init_sample``, ``kmeans_iterations``: each epoch's mini-batch k-means
-      starts with Lloyd k-means (``kmeans_iterations``, official 10) on a random sample of at most
-      ``kmeans_init_sample`` pixels of the first ``kmeans_init_batches`` batches (the official code clusters
-      every pixel of 20 batches of 256 images, ~17 GB of host RAM), then moves the centroids batch by batch.
-    * ``cluster_batch_size``: images per batch of the clustering pass (official 256).
-    * ``feature_cache_mb``: keep the clustering pass's features in memory up to this size, so labelling
-      needs no second pass over the images (0: always recompute, the official two passes).
-    * ``kmeans_backend``: ``torch`` (ours; the GPU when there is one) or ``faiss`` (the ``faiss`` extra).
-    * ``eval_clusters``: K of the fresh k-means of the evaluation; 0 = the number of classes (Hungarian
-      matching, the official protocol); more = over-clustering, scored by majority vote (optimistic).
-    * ``eval_crop``: ``center`` (official: resize the short side to ``data.crop_size``, centre-crop) or
-      ``none`` (the whole image, short side at ``data.crop_size``).
-    """
-
-    #: settings of the evaluation only: changing them does not retrain the network
-    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("eval_clusters", "eval_crop")
-
-    variant: str = _f("picie", choices=("picie", "mdc"))
-    clusters: int = _f(0, min=0)
-    base_size: int = _f(640, min=1)
-    min_scale: float = _f(0.5, min=1e-3)
-    flip_p: float = _f(0.5, min=0)
-    grayscale_p: float = _f(0.2, min=0)
-    cluster_weights: str = _f("frequency", choices=("frequency", "inverse", "none"))
-    centroid_bias: bool = True
-    kmeans_init_batches: int = _f(20, min=1)
-    kmeans_init_sample: int = _f(500_000, min=1)
-    kmeans_iterations: int = _f(10, min=1)
-    cluster_batch_size: int = _f(256, min=1)
-    feature_cache_mb: int = _f(1024, min=0)
-    kmeans_backend: str = _f("torch", choices=("torch", "faiss"))
-    eval_clusters: int = _f(0, min=0)
-    eval_crop: str = _f("center", choices=("center", "none"))
-
-
-def registered_methods() -> list[str]:
-    return sorted(_METHODS)
+        registered = type(self).__dict__.get("registered_name")
+        if registered:
+            self.name = registered  # a method's own config class always carries its name
 
 
 def method_config_class(name: str) -> type[MethodConfig]:
-    if not isinstance(name, str) or name not in _METHODS:
-        raise ConfigError(
-            f"unknown method {name!r} (registered: {', '.join(registered_methods())})"
-            f"{did_you_mean(str(name), _METHODS)}"
-        )
-    return _METHODS[name]
+    """The config class of the ``method`` section of method ``name`` (ConfigError if none is registered)."""
+    from lesseg.registry import get_method
+
+    return getattr(get_method(name), "config_class", MethodConfig)
+
+
+def registered_methods() -> list[str]:
+    from lesseg.registry import registered_methods as names
+
+    return names()
+
+
+#: public name of the field helper, for method files declaring their config sections
+config_field = _f
 
 
 def _run_name_ok(name: str) -> bool:
@@ -404,7 +294,7 @@ class EvalConfig:
 class Config:
     name: str = _f("run", check=(_run_name_ok, "a non-empty relative folder name"))
     run_dir: str = "runs"  # the run folder is <run_dir>/<name>/
-    method: MethodConfig = _f(lambda: method_config_class("cam")())
+    method: MethodConfig = _f(MethodConfig)
     data: DataConfig = _f(DataConfig)
     model: ModelConfig = _f(ModelConfig)
     optim: OptimConfig = _f(OptimConfig)

@@ -23,12 +23,16 @@ from lesseg.io import atomic_write_json
 
 @dataclass
 class RunContext:
-    """What every stage gets: the config, the run folder, and shared objects built once per run."""
+    """What every stage gets, built once per run: the config, the run folder, the process group, the
+    dataset the run reads (after its data check) and the method object, from which stages take what they
+    need (its network, its supervision, its inference model) without importing it."""
 
     cfg: Any
     run_dir: Path
     env: Any = None
-    cache: dict[str, Any] = field(default_factory=dict)  # e.g. the dataset source, the method object
+    source: Any = None  # lesseg.data.DatasetSource
+    method: Any = None  # lesseg.methods.Method
+    cache: dict[str, Any] = field(default_factory=dict)  # what a stage keeps for a later one in the run
     inputs_key: str = ""  # hash of the running stage's upstream stages (set by Pipeline.run)
 
     def path(self, *parts: str) -> Path:
@@ -87,13 +91,15 @@ class Pipeline:
         state = self.read_state(ctx.run_dir) if state is None else state
         return state.get(name, {}).get("hash") == self.stage_hash(name, ctx.cfg)
 
-    def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print) -> dict:
-        """Run every stage that is not up to date, in order; or just ``only`` (always re-run, its needs
-        must be done). Returns ``stages.json``'s content."""
-        if only is not None and only not in self.stages:
-            raise ConfigError(
-                f"unknown stage {only!r}{did_you_mean(only, self.stages)}; stages: {', '.join(self.stages)}"
-            )
+    def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print,
+            until: str | None = None) -> dict:  # fmt: skip
+        """Run every stage that is not up to date, in order (up to and including ``until``); or just
+        ``only`` (always re-run, its needs must be done). Returns ``stages.json``'s content."""
+        for name in (only, until):
+            if name is not None and name not in self.stages:
+                raise ConfigError(
+                    f"unknown stage {name!r}{did_you_mean(name, self.stages)}; stages: {', '.join(self.stages)}"
+                )
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.read_state(ctx.run_dir)
         main = ctx.env is None or ctx.env.is_main
@@ -102,6 +108,8 @@ class Pipeline:
                 continue
             if only is None and self.is_done(name, ctx, state):
                 log(f"stage {name}: up to date, skipped")
+                if name == until:
+                    break
                 continue
             stale = [n for n in stage.needs if not self.is_done(n, ctx, state)]
             if stale:
@@ -124,4 +132,6 @@ class Pipeline:
             if main:
                 atomic_write_json(ctx.run_dir / "stages.json", state)
             log(f"stage {name}: done in {seconds:.1f} s")
+            if name == until:
+                break
         return state

@@ -1,8 +1,11 @@
-"""Prediction with a finished run's segmenter: class-index masks for new images.
+"""Prediction with a trained network and its test-time protocol: class-index masks for new images.
+
+A method hands its trained network over as a :class:`Predictor` (``Method.inference_model``); a finished
+run's is ``lesseg.api.load_run(run_dir)``.
 
 Example:
-    >>> from lesseg.predict import Predictor
-    >>> predictor = Predictor.from_run("runs/demo")            # doctest: +SKIP
+    >>> from lesseg.api import load_run
+    >>> predictor = load_run("runs/demo")                      # doctest: +SKIP
     >>> mask = predictor.predict(image)                        # HxW int64 class indices  # doctest: +SKIP
     >>> predictor.predict_files(["a.jpg", "photos/"], "out/")  # masks + overlays  # doctest: +SKIP
 """
@@ -20,7 +23,6 @@ import torch.nn.functional as F
 from lesseg.data.classes import ClassInfo
 from lesseg.data.imageio import color_palette, load_image, save_label_png
 from lesseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.engine.distributed import resolve_device
 from lesseg.errors import ConfigError, DataError
 
@@ -182,63 +184,6 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.classes, self.scales, self.flip = classes, tuple(scales), flip
         self.crf_iterations = crf_iterations
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, scales: Sequence[float] | None = None, flip: bool | None = None,
-                 device: str = "auto", crf_iterations: int | None = None, **sliding) -> Predictor:  # fmt: skip
-        """The segmenter of a finished run with its config's test protocol (:func:`protocol_of`) unless
-        ``scales``, ``flip``, ``crf_iterations`` or the ``sliding`` settings (``slide_above``, ``window``,
-        ``stride``) say otherwise."""
-        from lesseg.config import load_config
-        from lesseg.stages.segmenter import build_segmenter
-
-        run_dir = Path(run_dir)
-        if (run_dir / "checkpoints" / "clusters.pt").is_file():
-            return cls._from_clustering_run(run_dir, scales, flip, device)
-        if not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: no such run folder")
-        weights = run_dir / "checkpoints" / "segmenter_final.pt"
-        for needed in (run_dir / "config.yaml", run_dir / "classes.json", weights):
-            if not needed.is_file():
-                raise ConfigError(
-                    f"{run_dir} is not a finished run: {needed.name} is missing (run `lesseg run` to the end)"
-                )
-        cfg = load_config(run_dir / "config.yaml")
-        classes = ClassInfo.load(run_dir / "classes.json")
-        cfg.segmenter.model.pretrained, cfg.segmenter.model.weights = False, None  # the run's own weights
-        model = build_segmenter(cfg, classes.num_classes)
-        model.load_state_dict(load_checkpoint(weights)["model"])
-        given = {"scales": scales, "flip": flip, "crf_iterations": crf_iterations, **sliding}
-        protocol = protocol_of(cfg.segmenter)
-        protocol.update({k: v for k, v in given.items() if v is not None})
-        return cls(model, classes, device=device, **protocol)
-
-    @classmethod
-    def _from_clustering_run(cls, run_dir: Path, scales, flip, device) -> Predictor:
-        """A PiCIE run: its feature network and evaluation clusters, coloured by their matched class when
-        the ``cluster_eval`` stage could match them (val masks), else one colour per cluster."""
-        from lesseg.config import load_config
-        from lesseg.methods.picie import ClusterSegmenter
-        from lesseg.models import create_model
-
-        for needed in ("config.yaml", "classes.json", "checkpoints/features_final.pt"):
-            if not (run_dir / needed).is_file():
-                raise ConfigError(f"{run_dir} is not a finished run: {needed} is missing")
-        cfg = load_config(run_dir / "config.yaml")
-        m = cfg.model
-        net = create_model(m.name, backbone=m.backbone, output_stride=m.output_stride)
-        net.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "features_final.pt")["model"])
-        clusters = load_checkpoint(run_dir / "checkpoints" / "clusters.pt")
-        classes = ClassInfo.load(run_dir / "classes.json")
-        mapping = clusters["cluster_to_class"]
-        if mapping is None:
-            classes = ClassInfo(tuple(f"cluster {k}" for k in range(len(clusters["centroids"]))))
-        model = ClusterSegmenter(net, clusters["centroids"], mapping, classes.num_classes, cfg.data.crop_size)
-        # no sliding windows: the network resizes every image to its evaluation short side, so a window
-        # would be zoomed, and its memory is bounded by that side already
-        return cls(
-            model, classes, scales if scales is not None else (1.0,), bool(flip), device, slide_above=None
-        )
 
     def slides(self, image: np.ndarray) -> bool:
         """Whether ``image`` is predicted by sliding windows (more than ``slide_above`` megapixels)."""

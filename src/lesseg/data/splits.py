@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -181,6 +182,78 @@ class Supervision:
     @classmethod
     def weak_shot(cls, split: BaseNovelSplit) -> Supervision:
         return cls(masks="all", tags=True, novel_classes=frozenset(split.novel))
+
+
+@dataclass(frozen=True)
+class RunSplits:
+    """A run's supervision splits: which training images keep their masks, which classes are novel
+    (``None`` where the regime has none)."""
+
+    labeled: LabeledSplit | None = None
+    base_novel: BaseNovelSplit | None = None
+
+    def save(self, folder: str | Path, classes: ClassInfo) -> list[Path]:
+        """``folder/labeled.json`` and ``folder/base_novel.json`` for the splits there are."""
+        folder = Path(folder)
+        out = []
+        if self.labeled is not None:
+            out.append(self.labeled.save(folder / "labeled.json"))
+        if self.base_novel is not None:
+            out.append(self.base_novel.save(folder / "base_novel.json", classes))
+        return out
+
+
+_NUMBER = re.compile(r"\s*[0-9.]+(\s*/\s*[0-9.]+)?\s*")
+
+
+def _list_file(spec: str, root: Path, key: str, what: str) -> list[str]:
+    """The lines of the file ``spec`` names (as given, else inside the dataset ``root``)."""
+    path = Path(spec).expanduser()
+    if not path.is_file() and (root / spec).is_file():
+        path = root / spec
+    if not path.is_file():
+        raise ConfigError(f"{key}={spec!r} is neither a fraction (e.g. 1/8) nor an existing file of {what} "
+                          f"(looked at {Path(spec)} and {root / spec})")  # fmt: skip
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    entries = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not entries:
+        raise DataError(f"{path}: empty; {key} names a file of {what}, one per line")
+    return entries
+
+
+def run_splits(data, source) -> RunSplits:
+    """The splits that a run's ``data`` section asks for, over the records of ``data.train_split``:
+
+    - ``data.labeled``: a fraction of the training images (drawn with ``data.labeled_seed``) or a file of
+      image ids, one per line; those images keep their masks.
+    - ``data.novel``: a fraction of the object classes (drawn with ``data.novel_seed``) or a file of class
+      names, one per line; those classes keep only their tags.
+    """
+    labeled = base_novel = None
+    if data.labeled is not None:
+        ids = [r.id for r in source.split(data.train_split)]
+        if _NUMBER.fullmatch(str(data.labeled)):
+            labeled = labeled_split(ids, fraction=data.labeled, seed=data.labeled_seed)
+        else:
+            listed = _list_file(data.labeled, source.root, "data.labeled", "image ids")
+            unknown = sorted(set(listed) - set(ids))
+            if unknown:
+                raise DataError(f"data.labeled={data.labeled!r}: {len(unknown)} id(s) are not in split "
+                                f"{data.train_split!r}, e.g. {unknown[0]!r}")  # fmt: skip
+            labeled = labeled_split(ids, labeled_ids=listed)
+    if data.novel is not None:
+        classes = source.classes
+        if _NUMBER.fullmatch(str(data.novel)):
+            base_novel = base_novel_split(
+                classes, novel_fraction=parse_fraction(data.novel), seed=data.novel_seed
+            )
+        else:
+            names = _list_file(data.novel, source.root, "data.novel", "class names")
+            try:
+                base_novel = base_novel_split(classes, novel=names)
+            except DataError as e:
+                raise DataError(f"data.novel={data.novel!r}: {e}") from None
+    return RunSplits(labeled, base_novel)
 
 
 def _load_json(path: str | Path, kind: str) -> dict:

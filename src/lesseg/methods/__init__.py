@@ -1,18 +1,15 @@
-"""Methods, one file each; importing this package registers them."""
+"""Methods, one file (or package) each; importing this package registers lesseg's own in
+:mod:`lesseg.registry`. A method of one's own registers the same way (``@register_method("name",
+config=...)``) and needs nothing else to train, evaluate, predict and report."""
 
-from lesseg.methods.base import METHODS, Method, get_method, register_method
+from lesseg.methods.base import REGIMES, Method
 from lesseg.methods.cam import CAMMethod
-from lesseg.methods.mcis import MCISMethod
-from lesseg.methods.picie import PiCIEMethod
-from lesseg.methods.puzzlecam import PuzzleCAMMethod
+from lesseg.methods.mcis import MCISConfig, MCISMethod
+from lesseg.methods.picie import PiCIEConfig, PiCIEMethod
+from lesseg.methods.puzzlecam import PuzzleCAMConfig, PuzzleCAMMethod
+from lesseg.registry import get_method, register_method, registered_methods
 
 __all__ = [
-    "METHODS",
-    "CAMMethod",
-    "MCISMethod",
-    "Method",
-    "PiCIEMethod",
-    "PuzzleCAMMethod",
-    "get_method",
-    "register_method",
-]
+    "REGIMES", "CAMMethod", "MCISConfig", "MCISMethod", "Method", "PiCIEConfig", "PiCIEMethod",
+    "PuzzleCAMConfig", "PuzzleCAMMethod", "get_method", "register_method", "registered_methods",
+]  # fmt: skip

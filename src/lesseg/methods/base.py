@@ -1,59 +1,113 @@
-"""What a method is to the rest of lesseg: its network, what its training sees, its losses.
+"""What a method is to the rest of lesseg: its pipeline, what its training sees, its network and losses,
+and the network that predicts once it is trained.
 
-A method registers itself by name; ``lesseg train`` / ``lesseg run`` and the Python API find it there.
+A method is one file (or one package) under ``methods/`` plus its configs: it registers itself (with the
+config class of its ``method`` section) in :mod:`lesseg.registry`, composes its pipeline from the shared
+stages of :mod:`lesseg.stages` and its own, and hands the trained network to ``evaluate``, ``report``,
+``references`` and ``lesseg predict`` through :meth:`Method.inference_model`. The run builds it once
+(``Method(cfg, source)``) and carries it on the :class:`~lesseg.pipeline.RunContext`; stages take what
+they need from it and never import a method.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import ClassVar
 
 from torch import nn
 
+from lesseg.config import MethodConfig
 from lesseg.data.classes import ClassInfo
-from lesseg.data.splits import Supervision
+from lesseg.data.source import DatasetSource
+from lesseg.data.splits import RunSplits, Supervision, run_splits
 from lesseg.data.transforms import Compose
 from lesseg.engine.trainer import StepContext
-from lesseg.errors import ConfigError, did_you_mean
+from lesseg.errors import ConfigError
+from lesseg.predict import Predictor
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(name: str):
-    def wrap(cls: type[Method]) -> type[Method]:
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return wrap
-
-
-def get_method(name: str) -> type[Method]:
-    import lesseg.methods  # noqa: F401  (registers the built-in methods)
-
-    if name not in METHODS:
-        raise ConfigError(
-            f"unknown method {name!r}{did_you_mean(name, METHODS)}; registered: {', '.join(sorted(METHODS))}"
-        )
-    return METHODS[name]
+#: supervision regimes: what a method's training may see besides the images
+REGIMES = {
+    "tags": "image-level tags",
+    "none": "no labels",
+    "semi": "a few pixel masks (data.labeled) and the other images' tags or nothing",
+    "weak_shot": "masks of base classes, tags of novel ones (data.novel)",
+}
 
 
 class Method:
-    """Base class. Subclasses set what their training stage needs.
+    """Base class of the methods.
 
     Args:
         cfg: the run's Config.
-        classes: the dataset's class metadata.
+        source: the indexed dataset the run reads (its records, classes, masks); ``None`` where only the
+            trained network is needed (``lesseg predict`` on a run folder), with ``classes`` given.
+        classes: the class metadata when there is no ``source``.
+
+    Class attributes a method sets: ``regimes`` (the supervision regimes it trains under, first the one
+    without data.labeled / data.novel), ``trains`` (its training stage), ``config_class`` (set by
+    ``register_method``), and for the report ``gallery_split`` and ``prediction_title``.
     """
 
     name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    regimes: ClassVar[tuple[str, ...]] = ("tags",)
+    trains: ClassVar[str] = "classifier"  # the stage that trains its network (what `lesseg train` runs to)
+    gallery_split: ClassVar[str] = "val"  # the split report.html shows ("train" or "val")
+    prediction_title: ClassVar[str] = "prediction"
 
-    def __init__(self, cfg, classes: ClassInfo):
-        self.cfg = cfg
-        self.classes = classes
+    def __init__(self, cfg, source: DatasetSource | None = None, *, classes: ClassInfo | None = None):
+        if source is None and classes is None:
+            raise ValueError("a method needs the dataset source or, without one, its classes")
+        self.cfg, self.source = cfg, source
+        self.classes = classes if classes is not None else source.classes
+        if self.regime not in self.regimes:
+            accepted = "; ".join(f"{r}: {REGIMES[r]}" for r in self.regimes)
+            raise ConfigError(
+                f"method {self.name} does not train with {REGIMES[self.regime]} ({self._regime_keys()}); "
+                f"it trains with {accepted}"
+            )
+
+    # ---- supervision -------------------------------------------------------------------------------
+
+    @property
+    def regime(self) -> str:
+        """The regime the config asks for: ``semi`` with data.labeled, ``weak_shot`` with data.novel,
+        else the method's own first regime."""
+        d = self.cfg.data
+        if d.labeled is not None and d.novel is not None:
+            raise ConfigError("data.labeled and data.novel are two regimes; set one of them")
+        if d.labeled is not None:
+            return "semi"
+        if d.novel is not None:
+            return "weak_shot"
+        return self.regimes[0]
+
+    def _regime_keys(self) -> str:
+        d = self.cfg.data
+        set_keys = [f"data.{k}={getattr(d, k)}" for k in ("labeled", "novel") if getattr(d, k) is not None]
+        return ", ".join(set_keys) or "no data.labeled or data.novel"
+
+    @functools.cached_property
+    def splits(self) -> RunSplits:
+        """The run's labeled split and base/novel classes (from data.labeled / data.novel; empty when
+        neither is set), drawn from the training split; the ``supervision`` stage saves them."""
+        if self.source is None:
+            raise ValueError("the supervision splits need the dataset source")
+        return run_splits(self.cfg.data, self.source)
 
     def supervision(self) -> Supervision:
-        """What the training stage may see of each image."""
-        raise NotImplementedError
+        """What the training stage may see of each image: by regime, tags only (``tags``), nothing
+        (``none``), the labeled images' masks with every image's tags (``semi``), or every mask with
+        the novel classes' pixels ignored (``weak_shot``)."""
+        regime = self.regime
+        if regime == "semi":
+            return Supervision.semi(self.splits.labeled)
+        if regime == "weak_shot":
+            return Supervision.weak_shot(self.splits.base_novel)
+        return Supervision(masks="none", tags=regime == "tags")
+
+    # ---- training ----------------------------------------------------------------------------------
 
     def train_transform(self) -> Compose:
         raise NotImplementedError
@@ -69,13 +123,44 @@ class Method:
         """The optimiser settings training uses: the config's ``optim`` section unless a method adjusts it."""
         return self.cfg.optim
 
-    def stages(self) -> list:
-        """The pipeline of this method; by default the CAM family's (classifier, CAMs, pseudo-labels,
-        segmenter, evaluation)."""
-        from lesseg.stages import weak_supervision_stages
-
-        return weak_supervision_stages(self.cfg)
-
     def training_step(self, model: nn.Module, batch: dict, ctx: StepContext) -> dict:
         """The losses of one batch; ``"loss"`` is what gets back-propagated."""
         raise NotImplementedError
+
+    # ---- the pipeline and what it hands on ---------------------------------------------------------
+
+    def stages(self) -> list:
+        """The method's pipeline (a list of :class:`~lesseg.pipeline.Stage`), from the shared stages and
+        its own."""
+        raise NotImplementedError
+
+    def inference_model(self, run_dir: str | Path, device: str = "auto", **protocol) -> Predictor:
+        """The trained network that predicts, read from ``run_dir``, with its test-time protocol (the
+        config's unless ``protocol`` overrides some of: scales, flip, crf_iterations, slide_above,
+        window, stride)."""
+        raise NotImplementedError
+
+    def untrained_references(self, ctx) -> dict:
+        """References computed with the untrained network (the ``references`` stage adds the cheap
+        mask-based ones to them); none by default."""
+        return {}
+
+    def gallery_panels(self, ctx, record, image) -> list:
+        """Extra ``(title, HxWx3 array)`` panels of one gallery image in report.html (e.g. CAMs)."""
+        return []
+
+    def report_notes(self, ctx) -> list[str]:
+        """Lines report.html shows under the metrics."""
+        return []
+
+
+def checked_run_files(run_dir: Path, *names: str) -> None:
+    """ConfigError unless ``run_dir`` holds each of ``names`` (a finished run's files)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    for name in names:
+        if not (run_dir / name).is_file():
+            raise ConfigError(
+                f"{run_dir} is not a finished run: {name} is missing (run `lesseg run` to the end)"
+            )

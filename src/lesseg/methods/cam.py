@@ -1,23 +1,43 @@
 """The CAM baseline (Zhou et al., CVPR 2016): a classifier trained on image-level tags.
 
 Its class activation maps (the 1x1 classifier applied before global average pooling) localise each tagged
-class; Puzzle-CAM and MCIS are measured against it. Training sees tags only, never a mask.
+class; Puzzle-CAM and MCIS are measured against it. Training sees tags only, never a mask. It is also the
+CAM family's base: classifier -> CAMs -> (refinement) -> pseudo-labels -> DeepLabv3+ segmenter, whose
+segmenter is the network that predicts (:mod:`lesseg.stages` has the stages they share).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from lesseg.data import transforms as T
-from lesseg.data.splits import Supervision
-from lesseg.methods.base import Method, register_method
+from lesseg.data.imageio import color_palette
+from lesseg.engine.checkpoint import load_checkpoint
+from lesseg.methods.base import Method, checked_run_files
 from lesseg.models import create_model, multilabel_soft_margin_loss
+from lesseg.predict import Predictor, protocol_of
+from lesseg.refine import load_cams
+from lesseg.registry import register_method
+from lesseg.report import colorize, heatmap
+from lesseg.stages import weak_supervision_stages
+from lesseg.stages.cams import cam_path
+from lesseg.stages.pseudo_labels import load_pseudo_label
+from lesseg.stages.references import untrained_cam_pipeline
+from lesseg.stages.report import init_note
+from lesseg.stages.segmenter import build_segmenter
 
 
 @register_method("cam")
 class CAMMethod(Method):
-    def supervision(self) -> Supervision:
-        return Supervision(masks="none", tags=True)
+    regimes = ("tags",)
+    gallery_split = "train"  # the images that have CAMs and pseudo-labels
+
+    def stages(self) -> list:
+        return weak_supervision_stages(self.cfg)
 
     def train_transform(self) -> T.Compose:
         d = self.cfg.data
@@ -40,3 +60,40 @@ class CAMMethod(Method):
         tags = batch["tags"][:, list(self.classes.tag_indices)]
         logits = model(batch["image"])["logits"]
         return {"loss": multilabel_soft_margin_loss(logits.float(), tags)}
+
+    # ---- what the pipeline hands on ----------------------------------------------------------------
+
+    def inference_model(self, run_dir: str | Path, device: str = "auto", **protocol) -> Predictor:
+        """The trained DeepLabv3+ segmenter (``checkpoints/segmenter_final.pt``) with the run's test
+        protocol (``segmenter.test_*``)."""
+        checked_run_files(run_dir, "checkpoints/segmenter_final.pt")
+        seg = self.cfg.segmenter
+        own = dataclasses.replace(seg.model, pretrained=False, weights=None)  # the run's weights, not timm's
+        model = build_segmenter(own, self.classes.num_classes)
+        model.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "segmenter_final.pt"))["model"])
+        settings = {**protocol_of(seg), **{k: v for k, v in protocol.items() if v is not None}}
+        return Predictor(model, self.classes, device=device, **settings)
+
+    def untrained_references(self, ctx) -> dict:
+        """The classifier at its initial weights through the same ``cams`` and ``pseudo_labels`` steps,
+        and the segmenter at its initial weights on val (see :mod:`lesseg.stages.references`)."""
+        return untrained_cam_pipeline(ctx)
+
+    def gallery_panels(self, ctx, record, image) -> list:
+        cams = load_cams(cam_path(ctx, record.id)).cams
+        cam = cams.max(0) if len(cams) else np.zeros(image.shape[:2], np.float32)
+        palette = color_palette(self.classes.num_classes, self.classes.ignore_index)
+        label = colorize(load_pseudo_label(ctx, record.id), palette, self.classes.ignore_index)
+        return [("CAM", heatmap(image, cam)), ("pseudo-label", label)]
+
+    def report_notes(self, ctx) -> list[str]:
+        cfg = ctx.cfg
+        notes = ["; ".join([init_note("classifier", cfg.model),
+                            init_note("segmenter", cfg.segmenter.model, cfg.segmenter.init_from_classifier)]) + ".",
+                 "CAM and pseudo-label rows are on the training images, against their masks (read for "
+                 "evaluation only); the segmenter row is on val."]  # fmt: skip
+        if cfg.eval.references:
+            notes.append(
+                "references/random_tags and references/largest_class read the masks: diagnostics, not baselines."
+            )
+        return notes

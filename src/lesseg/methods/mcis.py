@@ -22,16 +22,54 @@ CAM method here sees the same crops; the official ColorJitter(0.3, 0.3, 0.3, 0.1
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lesseg.config import MethodConfig
+from lesseg.config import config_field as _f
 from lesseg.data import transforms as T
+from lesseg.data.imageio import load_image
 from lesseg.data.pairs import PARTNER_SUFFIX, PairDataset
+from lesseg.engine.distributed import barrier
 from lesseg.errors import ConfigError
-from lesseg.methods.base import register_method
 from lesseg.methods.cam import CAMMethod
 from lesseg.models import MCISNet, multilabel_soft_margin_loss
+from lesseg.pipeline import Stage
+from lesseg.predict import normalize_image
+from lesseg.refine import CamResult, save_cams
+from lesseg.registry import register_method
+from lesseg.stages import weak_supervision_stages
+from lesseg.stages.cams import cam_path
+from lesseg.stages.common import device_of, load_weights
+
+
+@dataclass
+class MCISConfig(MethodConfig):
+    """The ``method`` section of MCIS.
+
+    * ``self_pairs``: also pair each image with its flip, its 0.75x and its 2x rescale (the official code's
+      extra loss terms, not in the paper's Eq. 10); on by default, as the official code trains.
+    * ``contrastive_from_epoch``: the contrastive co-attention loss joins at this epoch (0-based); the
+      official code starts it at the second epoch (1).
+    * ``partners``: partner images per class at co-segmentation inference (official 3, drawn with
+      replacement among the training images holding the class).
+    * ``cam_inference``: ``cosegmentation`` (official, default: the co-attention head's maps, averaged over
+      partners and fused with the self-pair maps) or ``single`` (the single-image CAM head, multi-scale with
+      flips like the CAM baseline's; cheaper).
+    """
+
+    #: settings that only change inference: changing them does not retrain the classifier
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("partners", "cam_inference")
+
+    self_pairs: bool = True
+    contrastive_from_epoch: int = _f(1, min=0)
+    partners: int = _f(3, min=1)
+    cam_inference: str = _f("cosegmentation", choices=("cosegmentation", "single"))
+
 
 #: The official self-pair rescales (besides the flip).
 SELF_PAIR_SCALES = (0.75, 2.0)
@@ -59,7 +97,7 @@ def self_pair_views(x: torch.Tensor) -> list[torch.Tensor]:
     return views
 
 
-@register_method("mcis")
+@register_method("mcis", config=MCISConfig)
 class MCISMethod(CAMMethod):
     """MCIS's pairs, network and losses (module docstring); CAM inference by co-segmentation or by the
     single-image head (``method.cam_inference``)."""
@@ -67,9 +105,6 @@ class MCISMethod(CAMMethod):
     def stages(self) -> list:
         """The CAM family's pipeline; with ``method.cam_inference=cosegmentation`` its cams stage infers
         by co-segmentation (:func:`cosegmentation_cams`)."""
-        from lesseg.pipeline import Stage
-        from lesseg.stages import weak_supervision_stages
-
         stages = weak_supervision_stages(self.cfg)
         if self.cfg.method.cam_inference != "cosegmentation":
             return stages
@@ -170,18 +205,9 @@ def infer_cosegmentation_cams(ctx) -> None:
     """Stage ``cams`` of MCIS with co-segmentation inference: every training image's CAMs of its tagged
     classes, each from ``method.partners`` partner images holding the class (drawn with replacement among
     the other training images, seeded by ``train.seed``, the image and the class) and the self-pairs."""
-    import numpy as np
-
-    from lesseg.data.imageio import load_image
-    from lesseg.engine.distributed import barrier
-    from lesseg.predict import normalize_image
-    from lesseg.refine import CamResult, save_cams
-    from lesseg.stages.cams import cam_path
-    from lesseg.stages.common import device_of, load_weights, method_of, source_of
-
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     device = device_of(ctx)
-    model = load_weights(ctx, "classifier", method_of(ctx).build_model()).to(device).eval()
+    model = load_weights(ctx, "classifier", ctx.method.build_model()).to(device).eval()
     output_of = {c: k for k, c in enumerate(source.classes.tag_indices)}
     records = source.split(cfg.data.train_split)
     tags = [sorted(output_of[c] for c in (source.tags_of(r) or ())) for r in records]

@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from dataclasses import dataclass
 
 import torch
 
+from lesseg.config import MethodConfig
+from lesseg.config import config_field as _f
 from lesseg.errors import ConfigError
-from lesseg.methods.base import register_method
 from lesseg.methods.cam import CAMMethod
 from lesseg.models import CAMClassifier, multilabel_soft_margin_loss
+from lesseg.registry import register_method
 
 
 def tile_images(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -121,18 +124,41 @@ class PuzzleCAMClassifier(CAMClassifier):
         return {**full, "stitched_cams": stitched, "stitched_logits": stitched.mean(dim=(2, 3))}
 
 
+@dataclass
+class PuzzleCAMConfig(MethodConfig):
+    """The ``method`` section of Puzzle-CAM.
+
+    * ``grid``: tiles per (row, column); official 2x2. ``data.crop_size`` must be a multiple of each times
+      ``model.output_stride``.
+    * ``alpha_max``, ``alpha_ramp``: L_re's weight ramps from 0 to ``alpha_max`` over the first
+      ``alpha_ramp`` of training (official: 4 over the first half).
+    * ``momentum``: ``official`` (default, to reproduce the paper) trains with the config's optimiser; the
+      official code's SGD momentum is 1e-4 (IRN's PolyOptimizer passes the weight decay into the momentum
+      slot), which the example configs set. ``real``: momentum 0.9 with every learning rate x0.1, the same
+      step size with a real momentum.
+    * ``select_by_train_masks``: the official code keeps the epoch whose CAMs score best on the *training
+      masks*; that reads masks, so it is off by default (the last epoch is kept).
+    """
+
+    grid: tuple[int, int] = _f((2, 2), check=(lambda g: len(g) == 2 and min(g) >= 1, "two integers >= 1"))
+    alpha_max: float = _f(4.0, min=0)
+    alpha_ramp: float = _f(0.5, min=0)
+    momentum: str = _f("official", choices=("official", "real"))
+    select_by_train_masks: bool = False
+
+
 #: SGD momentum of the official optimiser: IRN's PolyOptimizer passes the weight decay (1e-4) into SGD's
 #: momentum slot.
 OFFICIAL_MOMENTUM = 1e-4
 
 
-@register_method("puzzlecam")
+@register_method("puzzlecam", config=PuzzleCAMConfig)
 class PuzzleCAMMethod(CAMMethod):
     """Puzzle-CAM's training step on the CAM baseline's classifier (``method.*`` in the config: see
-    :class:`lesseg.config.PuzzleCAMConfig`)."""
+    :class:`PuzzleCAMConfig`)."""
 
-    def __init__(self, cfg, classes):
-        super().__init__(cfg, classes)
+    def __init__(self, cfg, source=None, *, classes=None):
+        super().__init__(cfg, source, classes=classes)
         m, d = cfg.method, cfg.data
         rows, cols = _check_grid(tuple(m.grid))
         stride = cfg.model.output_stride

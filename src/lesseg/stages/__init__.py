@@ -1,7 +1,10 @@
-"""The stages of a run, one file each; ``weak_supervision_stages`` is the CAM-family pipeline:
+"""The stages that several methods share, one file each; they take what they need from the run context
+(its dataset and method object) and never import a method. ``weak_supervision_stages`` is the CAM
+family's pipeline:
 
 classifier (tags only) -> cams (multi-scale, flips) -> pseudo_labels -> segmenter (DeepLabv3+) -> evaluate,
-then references (what to read the numbers against) and report (report.html).
+then references (what to read the numbers against) and report (report.html). ``evaluate``,
+``references`` and ``report`` work for any method, through its inference model.
 """
 
 import dataclasses
@@ -23,27 +26,28 @@ from lesseg.stages.segmenter import evaluate_segmenter, train_segmenter
 CLASSIFIER_KEYS = ("method", "data", "model", "optim", "train")
 
 
-def classifier_keys(cfg) -> tuple[str, ...]:
-    """What decides the trained classifier: :data:`CLASSIFIER_KEYS`, leaving out the method's
+def method_keys(cfg) -> tuple[str, ...]:
+    """The ``method`` section's keys that decide training: all of it, leaving out the method's
     inference-only settings (``INFERENCE_ONLY`` on its config class, e.g. MCIS's ``cam_inference``) so that
     changing them does not retrain it."""
-    skip = getattr(type(cfg.method), "INFERENCE_ONLY", ()) if cfg is not None else ()
+    skip = getattr(type(cfg.method), "INFERENCE_ONLY", ())
     if not skip:
-        return CLASSIFIER_KEYS
-    fields = [f"method.{f.name}" for f in dataclasses.fields(cfg.method) if f.name not in skip]
-    return (*fields, *CLASSIFIER_KEYS[1:])
+        return ("method",)
+    return tuple(f"method.{f.name}" for f in dataclasses.fields(cfg.method) if f.name not in skip)
 
 
-def weak_supervision_stages(cfg=None) -> list[Stage]:
+def classifier_keys(cfg) -> tuple[str, ...]:
+    """What decides the trained classifier (or any method's first trained network): the training keys of
+    the method section, then ``data``, ``model``, ``optim``, ``train``."""
+    return (*method_keys(cfg), *CLASSIFIER_KEYS[1:])
+
+
+def weak_supervision_stages(cfg) -> list[Stage]:
     """The CAM family's pipeline; the refinement stages (affinity labels, boundary branch, random walk and
     their evaluation) join when ``cfg`` asks for them (pseudo_labels.source=random_walk or
     eval.refinement=true)."""
-    refine = cfg is not None and (cfg.pseudo_labels.source == "random_walk" or cfg.eval.refinement)
-    labels_need = (
-        ("cams", "random_walk")
-        if cfg is not None and cfg.pseudo_labels.source == "random_walk"
-        else ("cams",)
-    )
+    refine = cfg.pseudo_labels.source == "random_walk" or cfg.eval.refinement
+    labels_need = ("cams", "random_walk") if cfg.pseudo_labels.source == "random_walk" else ("cams",)
     stages = [
         Stage("classifier", train_classifier, classifier_keys(cfg)),
         Stage("cams", infer_train_cams, ("cams",), ("classifier",)),
@@ -83,7 +87,9 @@ def weak_supervision_stages(cfg=None) -> list[Stage]:
             "references",
             compute_references,
             (
-                *classifier_keys(cfg)[:-2],
+                *method_keys(cfg),
+                "data",
+                "model",
                 "train.seed",
                 "cams",
                 "pseudo_labels",

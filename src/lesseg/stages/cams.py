@@ -17,7 +17,7 @@ from lesseg.engine.distributed import barrier
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
 from lesseg.refine import cams_to_labels, infer_cams, load_cams, save_cams
-from lesseg.stages.common import device_of, is_main, load_weights, method_of, source_of
+from lesseg.stages.common import device_of, is_main, load_weights
 
 
 def cam_path(ctx: RunContext, image_id: str, folder: str = "cams") -> Path:
@@ -26,7 +26,7 @@ def cam_path(ctx: RunContext, image_id: str, folder: str = "cams") -> Path:
 
 def compute_cams(ctx: RunContext, model: nn.Module, folder: str = "cams") -> None:
     """CAMs of every training image by ``model`` into ``folder``/<id>.npz (processes share the images)."""
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     output_of = {c: k for k, c in enumerate(source.classes.tag_indices)}
     model = model.to(device_of(ctx))
     records = source.split(cfg.data.train_split)
@@ -46,7 +46,7 @@ def compute_cams(ctx: RunContext, model: nn.Module, folder: str = "cams") -> Non
 
 
 def infer_train_cams(ctx: RunContext) -> None:
-    compute_cams(ctx, load_weights(ctx, "classifier", method_of(ctx).build_model()))
+    compute_cams(ctx, load_weights(ctx, "classifier", ctx.method.build_model()))
 
 
 def evaluate_cams(ctx: RunContext) -> None:
@@ -58,7 +58,7 @@ def evaluate_cams(ctx: RunContext) -> None:
 def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
     """mIoU of the CAMs in ``folder`` against the training masks, at the configured background threshold,
     the sweep's best (background class), and the mIoU over images with two or more tags."""
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     classes = source.classes
     records = [r for r in source.split(cfg.data.train_split) if r.mask is not None]
     thresholds = list(cfg.eval.bg_sweep) if classes.background is not None else [None]

@@ -16,13 +16,13 @@ from lesseg.engine.trainer import resume_key
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
 from lesseg.refine import cams_to_labels, infer_cams
-from lesseg.stages.common import device_of, is_main, method_of, source_of, train_and_save
+from lesseg.stages.common import device_of, is_main, train_and_save
 
 
 def train_classifier(ctx: RunContext) -> None:
     cfg = ctx.cfg
-    method = method_of(ctx)
-    dataset = SegDataset(source_of(ctx), cfg.data.train_split, transform=method.train_transform(),
+    method = ctx.method
+    dataset = SegDataset(ctx.source, cfg.data.train_split, transform=method.train_transform(),
                          supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
     dataset = method.train_dataset(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
@@ -38,7 +38,7 @@ def train_mask_miou(ctx: RunContext, model: torch.nn.Module) -> float:
     """The official Puzzle-CAM selection score: CAMs of the training images' top-left ``data.crop_size``
     crops (one scale, no flip) against their masks; the best mIoU over ``eval.bg_sweep`` with a background
     class, the argmax's mIoU without one."""
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     classes = source.classes
     output_of = {c: k for k, c in enumerate(classes.tag_indices)}
     thresholds = list(cfg.eval.bg_sweep) if classes.background is not None else [None]

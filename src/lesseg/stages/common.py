@@ -1,4 +1,4 @@
-"""What the stages of a run share: the dataset source and the method, built once per run."""
+"""What the stages of a run share: helpers over the run context (its method and dataset travel on it)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,8 @@ from pathlib import Path
 
 import torch
 
-from lesseg.data import DatasetSource, read_dataset
 from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
-from lesseg.methods import Method, get_method
 from lesseg.pipeline import RunContext
-
-
-def source_of(ctx: RunContext) -> DatasetSource:
-    if "source" not in ctx.cache:
-        d = ctx.cfg.data
-        ctx.cache["source"] = read_dataset(d.root, d.format, **d.options)
-    return ctx.cache["source"]
-
-
-def method_of(ctx: RunContext) -> Method:
-    if "method" not in ctx.cache:
-        ctx.cache["method"] = get_method(ctx.cfg.method.name)(ctx.cfg, source_of(ctx).classes)
-    return ctx.cache["method"]
 
 
 def device_of(ctx: RunContext) -> torch.device:

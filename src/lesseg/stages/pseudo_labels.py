@@ -11,7 +11,7 @@ from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
 from lesseg.refine import cams_to_labels, load_cams, save_pseudo_label
 from lesseg.stages.cams import cam_path
-from lesseg.stages.common import is_main, source_of
+from lesseg.stages.common import is_main
 
 
 def label_path(ctx: RunContext, image_id: str) -> Path:
@@ -34,7 +34,7 @@ def make_label(ctx: RunContext, record, folder: str, crf_iterations: int = 0) ->
     """One image's pseudo-label from the maps in ``folder`` (``cams``: background plane at
     pseudo_labels.bg_threshold; ``random_walk``: at random_walk.bg_threshold), optionally refined by the
     label CRF (ignored pixels are left to the CRF, then the ignore band is applied again)."""
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     classes = source.classes
     if folder == "saliency":
         return _saliency_label(ctx, record)
@@ -62,7 +62,7 @@ def _saliency_label(ctx: RunContext, record) -> np.ndarray:
     from lesseg.refine.saliency import saliency_labels
 
     folder = ctx.cfg.pseudo_labels.saliency_dir
-    classes = source_of(ctx).classes
+    classes = ctx.source.classes
     if not folder:
         raise ConfigError(
             "pseudo_labels.source=saliency needs pseudo_labels.saliency_dir (a folder of <image id>.png)"
@@ -88,7 +88,7 @@ def pseudo_label_scores(
 ) -> dict:
     """Pseudo-labels from the maps in ``cam_folder`` (written to pseudo_labels/ when ``write``); their
     mIoU on the labelled pixels against the training masks, and their coverage (the labelled fraction)."""
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     classes = source.classes
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     labelled = total = 0

@@ -1,13 +1,13 @@
 """Stage `references`: what the run's numbers should be read against, computed in the same run on the same
-images and written to metrics.json under ``references``.
+images and written to metrics.json under ``references``, for any method.
 
-- ``untrained``: the classifier at its initial weights (same seed as the trained one) through the same
-  ``cams`` and ``pseudo_labels`` steps; the segmenter row is the DeepLabv3+ at its initial weights on val.
-  It says how much of a score is the pipeline's machinery (multi-scale maps, tags, the background plane)
-  rather than learning.
 - ``random_tags``: every pixel drawn uniformly among the image's tags (and the background class, when the
   dataset has one): what the tags alone give.
 - ``largest_class``: every pixel labelled with the image's largest class by its mask.
+- what the method's ``untrained_references`` add; the CAM family: ``untrained``, the classifier at its
+  initial weights (same seed as the trained one) through the same ``cams`` and ``pseudo_labels`` steps,
+  and the DeepLabv3+ at its initial weights on val (:func:`untrained_cam_pipeline`). It says how much of a
+  score is the pipeline's machinery (multi-scale maps, tags, the background plane) rather than learning.
 
 ``random_tags`` and ``largest_class`` read the masks (the tags too, for val): they are diagnostics, not
 baselines to claim. Rows on train compare with the CAM and pseudo-label mIoU, rows on val with the
@@ -23,38 +23,47 @@ import torch
 
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
+from lesseg.predict import Predictor, protocol_of
 from lesseg.stages.cams import compute_cams, score_cams
-from lesseg.stages.common import is_main, method_of, source_of
+from lesseg.stages.common import device_of, is_main
 from lesseg.stages.pseudo_labels import pseudo_label_scores
-from lesseg.stages.segmenter import build_segmenter, segmenter_scores
+from lesseg.stages.segmenter import build_segmenter, split_scores
 
 UNTRAINED_CAMS = "references/untrained_cams"
 
 
 def compute_references(ctx: RunContext) -> None:
-    cfg = ctx.cfg
-    if not cfg.eval.references:
+    if not ctx.cfg.eval.references:
         if is_main(ctx):
             record_metrics(ctx.run_dir, "references", {})
         return
-    source = source_of(ctx)
-    torch.manual_seed(cfg.train.seed)  # the classifier stage starts from exactly these weights
-    compute_cams(ctx, method_of(ctx).build_model(), folder=UNTRAINED_CAMS)
-    torch.manual_seed(cfg.segmenter.train.seed)
-    segmenter = build_segmenter(cfg, source.classes.num_classes)
+    out = ctx.method.untrained_references(ctx)
     if not is_main(ctx):
         return
-    cams = score_cams(ctx, UNTRAINED_CAMS)
-    untrained = {
-        "cams": _brief(cams),
-        "pseudo_labels": _brief(pseudo_label_scores(ctx, UNTRAINED_CAMS)),
-        "segmenter": _brief(segmenter_scores(ctx, segmenter)),
-    }
-    out = {"untrained": untrained}
     for name, labeller in (("random_tags", _random_among_tags), ("largest_class", _largest_class)):
         out[name] = {split: _mask_reference(ctx, split, labeller, multi=split == "train")
                      for split in ("train", "val")}  # fmt: skip
     record_metrics(ctx.run_dir, "references", out)
+
+
+def untrained_cam_pipeline(ctx: RunContext) -> dict:
+    """``{"untrained": {"cams", "pseudo_labels", "segmenter"}}``: the CAM family's classifier at its initial
+    weights through the run's ``cams`` and ``pseudo_labels`` settings (on train), and its segmenter at its
+    initial weights with the run's test protocol (on val). Every process computes its share of the CAMs;
+    the scores come from rank 0 (others get ``{}``)."""
+    cfg, source = ctx.cfg, ctx.source
+    torch.manual_seed(cfg.train.seed)  # the classifier stage starts from exactly these weights
+    compute_cams(ctx, ctx.method.build_model(), folder=UNTRAINED_CAMS)
+    torch.manual_seed(cfg.segmenter.train.seed)
+    segmenter = build_segmenter(cfg.segmenter.model, source.classes.num_classes)
+    if not is_main(ctx):
+        return {}
+    predictor = Predictor(segmenter, source.classes, device=str(device_of(ctx)), **protocol_of(cfg.segmenter))
+    return {"untrained": {
+        "cams": _brief(score_cams(ctx, UNTRAINED_CAMS)),
+        "pseudo_labels": _brief(pseudo_label_scores(ctx, UNTRAINED_CAMS)),
+        "segmenter": _brief(split_scores(ctx, predictor)),
+    }}  # fmt: skip
 
 
 def _brief(m: dict) -> dict:
@@ -86,7 +95,7 @@ def _largest_class(source, record, mask: np.ndarray) -> np.ndarray:
 
 
 def _mask_reference(ctx: RunContext, split: str, labeller, multi: bool) -> dict:
-    source = source_of(ctx)
+    source = ctx.source
     classes = source.classes
     split_name = ctx.cfg.data.train_split if split == "train" else ctx.cfg.data.val_split
     every = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)

@@ -30,7 +30,7 @@ from lesseg.refine.affinity_labels import affinity_labels, downsample_labels
 from lesseg.refine.affinity_loss import affinity_loss
 from lesseg.refine.random_walk import propagate_labels
 from lesseg.stages.cams import cam_path
-from lesseg.stages.common import device_of, is_main, load_weights, method_of, source_of, train_and_save
+from lesseg.stages.common import device_of, is_main, load_weights, train_and_save
 from lesseg.stages.pseudo_labels import pseudo_label_scores
 
 RW_FOLDER = "random_walk"
@@ -49,7 +49,7 @@ def _label_crf(iterations: int):
 
 
 def make_affinity_labels(ctx: RunContext) -> None:
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     a = cfg.affinity_labels
     bg = source.classes.background is not None
     crf = _label_crf(a.crf_iterations) if bg else None
@@ -67,12 +67,12 @@ def make_affinity_labels(ctx: RunContext) -> None:
 def build_boundary_net(ctx: RunContext) -> BoundaryNet:
     """A boundary branch on the trained classifier's backbone (frozen unless boundary.freeze_backbone is
     false)."""
-    classifier = load_weights(ctx, "classifier", method_of(ctx).build_model())
+    classifier = load_weights(ctx, "classifier", ctx.method.build_model())
     return BoundaryNet(classifier.encoder, freeze_backbone=ctx.cfg.boundary.freeze_backbone)
 
 
 def train_boundary(ctx: RunContext) -> None:
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     b = cfg.boundary
     classes = source.classes
     offsets = pair_offsets(b.radius)
@@ -113,7 +113,7 @@ def boundary_map(model: BoundaryNet, image: np.ndarray, device, scale: float = 1
 
 
 def run_random_walk(ctx: RunContext) -> None:
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     rw = cfg.random_walk
     device = device_of(ctx)
     model = load_weights(ctx, "boundary", build_boundary_net(ctx))

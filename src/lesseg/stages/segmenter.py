@@ -1,4 +1,5 @@
-"""Stages `segmenter` (DeepLabv3+ trained on the pseudo-labels) and `evaluate` (its mIoU on val)."""
+"""Stages `segmenter` (DeepLabv3+ trained on the pseudo-labels) and `evaluate` (the method's predicting
+network scored on val, for any method)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
-from lesseg.predict import Predictor, protocol_of
-from lesseg.stages.common import device_of, is_main, load_weights, source_of, train_and_save
+from lesseg.predict import Predictor
+from lesseg.stages.common import device_of, is_main, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
 
@@ -27,10 +28,11 @@ def segmenter_config(cfg):
     return dataclasses.replace(cfg, model=seg.model, optim=seg.optim, train=seg.train)
 
 
-def build_segmenter(cfg, num_classes: int) -> torch.nn.Module:
-    m = cfg.segmenter.model
-    return create_model(m.name, backbone=m.backbone, num_classes=num_classes, output_stride=m.output_stride,
-                        norm=m.norm, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+def build_segmenter(model, num_classes: int) -> torch.nn.Module:
+    """The segmentation network of a ``ModelConfig`` (``segmenter.model``) with ``num_classes`` outputs."""
+    return create_model(model.name, backbone=model.backbone, num_classes=num_classes,
+                        output_stride=model.output_stride, norm=model.norm, weights=model.weights,
+                        pretrained=model.pretrained)  # fmt: skip
 
 
 def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> None:
@@ -55,7 +57,7 @@ def _step(model, batch, ctx) -> dict:
 
 
 def train_segmenter(ctx: RunContext) -> None:
-    cfg, source = ctx.cfg, source_of(ctx)
+    cfg, source = ctx.cfg, ctx.source
     seg_cfg = segmenter_config(cfg)
     d = cfg.data
     transform = T.Compose([T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size),
@@ -63,30 +65,28 @@ def train_segmenter(ctx: RunContext) -> None:
     dataset = SegDataset(source, d.train_split, transform=transform, supervision=Supervision(masks="none"),
                          seed=seg_cfg.train.seed, labels=lambda r: load_pseudo_label(ctx, r.id))  # fmt: skip
     torch.manual_seed(seg_cfg.train.seed)
-    model = build_segmenter(cfg, source.classes.num_classes)
+    model = build_segmenter(cfg.segmenter.model, source.classes.num_classes)
     if cfg.segmenter.init_from_classifier:
         init_encoder_from_classifier(ctx, model)
     train_and_save(ctx, "segmenter", seg_cfg, model, _step, dataset)
 
 
 def evaluate_segmenter(ctx: RunContext) -> None:
-    cfg, source = ctx.cfg, source_of(ctx)
-    model = load_weights(ctx, "segmenter", build_segmenter(cfg, source.classes.num_classes))
-    out = segmenter_scores(ctx, model)
+    """Stage `evaluate`: the method's inference model (its network and test protocol) on the val masks."""
+    predictor = ctx.method.inference_model(ctx.run_dir, device=str(device_of(ctx)))
+    out = split_scores(ctx, predictor)
     if is_main(ctx):
-        seg = cfg.segmenter
-        out.update(split=cfg.data.val_split, test_scales=list(seg.test_scales), test_flip=seg.test_flip,
-                   test_crf_iterations=seg.test_crf_iterations)  # fmt: skip
+        out.update(split=ctx.cfg.data.val_split, test_scales=list(predictor.scales), test_flip=predictor.flip,
+                   test_crf_iterations=predictor.crf_iterations)  # fmt: skip
         record_metrics(ctx.run_dir, "segmenter", out)
 
 
-def segmenter_scores(ctx: RunContext, model: torch.nn.Module) -> dict:
-    """mIoU of ``model`` on the val masks with the configured test protocol (scales, flip, CRF)."""
-    cfg, source = ctx.cfg, source_of(ctx)
+def split_scores(ctx: RunContext, predictor: Predictor, split: str | None = None) -> dict:
+    """mIoU of ``predictor`` on the masks of ``split`` (default: the val split)."""
+    source = ctx.source
     classes = source.classes
-    predictor = Predictor(model, classes, device=str(device_of(ctx)), **protocol_of(cfg.segmenter))
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
-    for r in source.split(cfg.data.val_split):
+    for r in source.split(split or ctx.cfg.data.val_split):
         if r.mask is not None:
             cm.update(predictor.predict(load_image(r.image)), source.load_mask(r))
     return cm.metrics(classes.classes).to_dict()

@@ -20,10 +20,8 @@ MDC (``method.variant=mdc``): one augmented view, its own clusters and labels, w
 official MDC script trains a fresh linear head per epoch (DeepCluster's); ours keeps the frozen centroid
 classifier (the official ``--nonparametric`` option), so the two methods differ only in the PiCIE terms.
 
-Example:
-    >>> from lesseg.config import load_config
-    >>> cfg = load_config("configs/picie/synthetic.yaml")  # doctest: +SKIP
-    >>> lesseg.api.run(cfg)                                  # train, cluster, match, score  # doctest: +SKIP
+This module holds the method's views, features and losses; :mod:`.stages` its pipeline's own stages and
+:mod:`.method` the method object and its config section.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ from torch.utils.data import Dataset
 
 from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
-from lesseg.data.splits import Supervision
-from lesseg.methods.base import Method, register_method
-from lesseg.models import create_model
 
 WEIGHTINGS = ("frequency", "inverse", "none")
 
@@ -155,54 +150,6 @@ def picie_loss(features: list[torch.Tensor], labels: list[torch.Tensor], centroi
         return {"loss": within, "within": within.detach()}
     cross = (ce(features[0], 1) + ce(features[1], 0)) / 2
     return {"loss": (within + cross) / 2, "within": within.detach(), "cross": cross.detach()}
-
-
-@register_method("picie")
-class PiCIEMethod(Method):
-    """See the module docstring. Its pipeline: ``features`` (train, clustering every epoch), then
-    ``cluster_eval`` (fresh k-means on the train images, Hungarian-matched scores on val), ``report``."""
-
-    def __init__(self, cfg, classes):
-        super().__init__(cfg, classes)
-        #: per view: the epoch's frozen centroids [K, C] and cross-entropy weights (set by the clustering)
-        self.centroids: list[torch.Tensor] = []
-        self.weights: list[torch.Tensor | None] = []
-
-    @property
-    def two_views(self) -> bool:
-        return self.cfg.method.variant == "picie"
-
-    @property
-    def k(self) -> int:
-        return self.cfg.method.clusters or self.classes.num_classes
-
-    def supervision(self) -> Supervision:
-        return Supervision(masks="none", tags=False)
-
-    def train_transform(self) -> T.Compose:
-        return base_transform(self.cfg.method.base_size)
-
-    def train_dataset(self, dataset: SegDataset) -> PiCIEViews:
-        m = self.cfg.method
-        return PiCIEViews(dataset, self.cfg.data.crop_size, m.min_scale, m.flip_p, m.grayscale_p,
-                          self.two_views, self.cfg.train.seed)  # fmt: skip
-
-    def build_model(self) -> nn.Module:
-        m = self.cfg.model
-        return create_model(m.name, backbone=m.backbone, output_stride=m.output_stride, weights=m.weights,
-                            pretrained=m.pretrained)  # fmt: skip
-
-    def stages(self) -> list:
-        from lesseg.stages.clustering import clustering_stages
-
-        return clustering_stages(self.cfg)
-
-    def training_step(self, model, batch, ctx) -> dict:
-        if not self.centroids:
-            raise RuntimeError("PiCIE's training step needs the epoch's clusters (set by its epoch_start)")
-        feats = view_features(model, batch, self.two_views)
-        labels = [batch[f"label{v + 1}"] for v in range(len(feats))]
-        return picie_loss(feats, labels, self.centroids, self.weights, self.cfg.method.centroid_bias)
 
 
 class ClusterSegmenter(nn.Module):

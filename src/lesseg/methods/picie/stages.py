@@ -1,4 +1,4 @@
-"""The stages of the clustering methods (PiCIE, MDC):
+"""PiCIE's own stages (PiCIE and MDC):
 
 features (train; the training images' views are clustered at the start of every epoch) -> cluster_eval
 (fresh k-means on the un-augmented training images, val predicted and Hungarian-matched to the classes)
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -26,20 +25,20 @@ from lesseg.engine.distributed import barrier
 from lesseg.engine.trainer import loader_context, resume_key
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.eval.matching import hungarian_match, majority_match
-from lesseg.methods.picie import PiCIEMethod, base_transform, centroid_logits, cluster_weights, view_features
+from lesseg.methods.picie.core import base_transform, centroid_logits, cluster_weights, view_features
 from lesseg.pipeline import RunContext, Stage
-from lesseg.stages.common import device_of, is_main, load_weights, method_of, source_of, train_and_save
+from lesseg.stages import classifier_keys
+from lesseg.stages.common import device_of, is_main, load_weights, train_and_save
+from lesseg.stages.report import write_run_report
 
 
-def clustering_stages(cfg=None) -> list[Stage]:
-    from lesseg.stages import classifier_keys
-
+def clustering_stages(cfg) -> list[Stage]:
     eval_keys = ("data.val_split", "method.eval_clusters", "method.eval_crop", "method.kmeans_init_batches",
                  "method.kmeans_init_sample", "method.kmeans_iterations", "method.kmeans_backend")  # fmt: skip
     return [
         Stage("features", train_features, classifier_keys(cfg)),
         Stage("cluster_eval", evaluate_clusters, eval_keys, ("features",)),
-        Stage("report", write_clustering_report, ("eval.gallery",), ("cluster_eval",)),
+        Stage("report", write_run_report, ("eval.gallery",), ("cluster_eval",)),
     ]
 
 
@@ -47,8 +46,8 @@ def clustering_stages(cfg=None) -> list[Stage]:
 
 
 def train_features(ctx: RunContext) -> None:
-    cfg, method = ctx.cfg, method_of(ctx)
-    base = SegDataset(source_of(ctx), cfg.data.train_split, transform=method.train_transform(),
+    cfg, method = ctx.cfg, ctx.method
+    base = SegDataset(ctx.source, cfg.data.train_split, transform=method.train_transform(),
                       supervision=method.supervision(), seed=cfg.train.seed)  # fmt: skip
     dataset = method.train_dataset(base)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
@@ -63,7 +62,7 @@ class EpochClustering:
     """The trainer's ``epoch_start``: cluster the epoch's views (rank 0), store centroids and labels, and
     hand them to the method (centroids, weights) and the dataset (labels)."""
 
-    def __init__(self, ctx: RunContext, method: PiCIEMethod, dataset, key: str):
+    def __init__(self, ctx: RunContext, method, dataset, key: str):
         self.ctx, self.method, self.dataset, self.key = ctx, method, dataset, key
         self.path = ctx.path("checkpoints", "features_clusters.pt")
         self.history: list[dict] = []
@@ -101,7 +100,7 @@ def _loader(dataset, batch_size: int, workers: int) -> DataLoader:
 
 
 @torch.no_grad()
-def cluster_views(model: torch.nn.Module, dataset, method: PiCIEMethod, device: torch.device) -> dict:
+def cluster_views(model: torch.nn.Module, dataset, method, device: torch.device) -> dict:
     """One pass over the epoch's views: streaming k-means per view, then every pixel's nearest centroid
     (the argmax of :func:`centroid_logits` with its bias: the label the training classifier is asked to
     give). The model runs in eval mode (fixed BN statistics), so the labels are a function of the views.
@@ -182,7 +181,7 @@ def predict_clusters(model: torch.nn.Module, centroids: torch.Tensor, images: to
 
 
 def evaluate_clusters(ctx: RunContext) -> None:
-    cfg, source, method = ctx.cfg, source_of(ctx), method_of(ctx)
+    cfg, source, method = ctx.cfg, ctx.source, ctx.method
     classes = source.classes
     device = device_of(ctx)
     model = load_weights(ctx, "features", method.build_model()).to(device).eval()
@@ -213,46 +212,3 @@ def evaluate_clusters(ctx: RunContext) -> None:
         save_checkpoint(ctx.path("checkpoints", "clusters.pt"),
                         {"centroids": centroids.cpu(), "cluster_to_class": mapping})  # fmt: skip
         record_metrics(ctx.run_dir, "cluster_eval", result)
-
-
-# --------------------------------------------------------------------------------------------- report
-
-
-def write_clustering_report(ctx: RunContext) -> None:
-    """``report.html``: metrics, training curves and a gallery of val images (image, clusters coloured by
-    their matched class, ground truth), spread evenly over the split."""
-    if not is_main(ctx):
-        return
-    from lesseg.data.imageio import color_palette, load_image
-    from lesseg.eval.metrics_file import read_metrics
-    from lesseg.predict import Predictor
-    from lesseg.report import GalleryRow, colorize, curves_from_log, write_report
-
-    cfg, source = ctx.cfg, source_of(ctx)
-    predictor = Predictor.from_run(ctx.run_dir, device=cfg.train.device)
-    names = list(predictor.classes.classes)
-    palette = color_palette(len(names), predictor.classes.ignore_index)
-    records = source.split(cfg.data.val_split)
-    count = min(cfg.eval.gallery, len(records))
-    picks = [records[round(i)] for i in np.linspace(0, len(records) - 1, count)] if count else []
-    gallery = []
-    for r in picks:
-        image = load_image(r.image)
-        panels = [("image", image), ("clusters", colorize(predictor.predict(image), palette, 255))]
-        mask = source.load_mask(r)
-        if mask is not None:
-            panels.append(("ground truth", colorize(mask, palette, source.classes.ignore_index)))
-        gallery.append(GalleryRow(r.id, panels))
-    m, init = (
-        cfg.model,
-        "ImageNet weights (timm)" if cfg.model.pretrained else (cfg.model.weights or "random init"),
-    )
-    notes = [
-        f"{cfg.method.variant}: {m.backbone} + FPN, {init}; no labels were read for training.",
-        "Clusters are matched to classes on val (Hungarian) for scoring and colouring: an unsupervised method "
-        "names no class itself.",
-    ]
-    log = ctx.path("log.jsonl")
-    write_report(ctx.run_dir, f"lesseg run: {cfg.method.variant} on {source.root.name}",
-                 read_metrics(ctx.run_dir), gallery, curves_from_log(log) if log.is_file() else None, notes,
-                 names, palette)  # fmt: skip
