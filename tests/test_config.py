@@ -221,7 +221,7 @@ def test_config_hash():
     digest = config_hash(cfg)
     assert len(digest) == 12 and all(c in "0123456789abcdef" for c in digest)
     plain = config_to_dict(cfg)
-    for section in ("data", "segmenter"):  # neutral keys at their defaults are left out of hashes
+    for section in ("data", "segmenter", "boundary"):  # neutral keys at their defaults stay out of hashes
         for f in dataclasses.fields(getattr(cfg, section)):
             if f.metadata.get("neutral"):
                 del plain[section][f.name]

@@ -26,8 +26,9 @@ from .errors import ConfigError, did_you_mean
 from .io import atomic_write_text
 
 __all__ = [
-    "Config", "DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig", "config_field",
-    "config_hash", "config_to_dict", "format_config", "load_config", "method_config_class",
+    "Config", "DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "StageDataConfig", "TrainConfig",
+    "config_field",
+    "config_hash", "config_to_dict", "hash_view", "format_config", "load_config", "method_config_class",
     "registered_methods", "save_config",
 ]  # fmt: skip
 
@@ -64,6 +65,21 @@ class DataConfig:
     # with novel_seed, or a file of class names (one per line).
     novel: str | None = _f(None, neutral=True)
     novel_seed: int = _f(0, neutral=True)
+
+
+@dataclass
+class StageDataConfig:
+    """A trained stage's own data settings (``segmenter.data``, ``boundary.data``); each left at null
+    takes the run's ``data.*`` value, so one network can train on other crops or batches than another."""
+
+    crop_size: int | None = _f(None, min=1)
+    scale_range: tuple[float, float] | None = _f(None, check=(lambda r: 0 < r[0] <= r[1], "0 < low <= high"))
+    batch_size: int | None = _f(None, min=1)  # global batch over all processes
+
+    def resolve(self, data: DataConfig) -> StageDataConfig:
+        """These settings with the run's ``data`` values where unset."""
+        return StageDataConfig(self.crop_size or data.crop_size, self.scale_range or data.scale_range,
+                               self.batch_size or data.batch_size)  # fmt: skip
 
 
 @dataclass
@@ -223,6 +239,7 @@ class BoundaryConfig:
     image_scale: float = _f(1.0, min=0.1)
     optim: OptimConfig = _f(_boundary_optim)
     train: TrainConfig = _f(lambda: TrainConfig(epochs=3))
+    data: StageDataConfig = _f(StageDataConfig, neutral=True)  # its crops (then x image_scale); unset: data.*
 
 
 @dataclass
@@ -264,6 +281,7 @@ class SegmenterConfig:
     init_from_classifier: bool = False
     optim: OptimConfig = _f(_segmenter_optim)
     train: TrainConfig = _f(TrainConfig)
+    data: StageDataConfig = _f(StageDataConfig, neutral=True)  # its crops and batch; unset: the run's data.*
     test_scales: tuple[float, ...] = _f((1.0,), check=(lambda t: len(t) > 0 and min(t) > 0, "positive"))
     test_flip: bool = False  # the papers' test-time protocol: scales (0.5, 0.75, 1, 1.25, 1.5) with flips
     # Dense CRF on the softmax of the summed logits (Puzzle-CAM's test protocol: 10 iterations; Gaussian
@@ -575,7 +593,7 @@ def save_config(cfg: Config | dict, path: str | Path) -> Path:
 _NEUTRAL = object()  # a neutral key at its default: absent from hashes
 
 
-def _hashed(cfg: Any) -> Any:
+def hash_view(cfg: Any) -> Any:
     """``config_to_dict`` without the ``neutral`` keys that are at their defaults."""
     if not (is_dataclass(cfg) and not isinstance(cfg, type)):
         return config_to_dict(cfg)
@@ -586,14 +604,14 @@ def _hashed(cfg: Any) -> Any:
             default = f.default_factory() if callable(f.default_factory) else f.default
             if value == default:
                 continue
-        out[f.name] = _hashed(value)
+        out[f.name] = hash_view(value)
     return out
 
 
 def config_hash(cfg: Config | dict, keys: Sequence[str] | None = None) -> str:
     """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``;
     ``neutral`` keys at their defaults are left out (see :func:`_f`)."""
-    data = _hashed(cfg)
+    data = hash_view(cfg)
     if keys is not None:
         keys = [keys] if isinstance(keys, str) else keys
         full = config_to_dict(cfg)

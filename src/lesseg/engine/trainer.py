@@ -1,6 +1,7 @@
 """The one training loop that every method uses; methods differ in their step function, not in the loop.
 
-    trainer = Trainer(cfg, model, step_fn, dataset, run_dir)
+    settings = TrainSettings.from_config(cfg)     # or a stage's own optim/train/model/data sections
+    trainer = Trainer(settings, model, step_fn, dataset, run_dir)
     model = trainer.fit()       # resumes from run_dir/checkpoints/<name>_last.pt when it exists
 
 ``step_fn(model, batch, ctx) -> {"loss": tensor, ...}`` computes the method's losses; the loop does the rest:
@@ -12,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +87,51 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     raise ConfigError(f"train.amp must be auto, bf16, fp16 or off; got {amp!r}")
 
 
-def resume_key(cfg) -> str:
-    """Hash of what decides a training run's result, except ``train.epochs`` (raising it continues a run)."""
-    from lesseg.config import config_hash, config_to_dict
+def resume_key(cfg, optim=None, train=None, model=None, data=None) -> str:
+    """Hash of what decides a training run's result, except ``train.epochs`` (raising it continues a run):
+    the run's ``method`` and ``data`` sections with the network's own ``model``, ``optim`` and ``train``
+    (default: the run's), and the stage's own data settings where it has any (``data``)."""
+    from lesseg.config import config_hash, hash_view
 
-    d = {k: config_to_dict(cfg)[k] for k in ("method", "data", "model", "optim", "train")}
+    d = {"method": hash_view(cfg.method), "data": hash_view(cfg.data), "model": hash_view(model or cfg.model),
+         "optim": hash_view(optim or cfg.optim), "train": hash_view(train or cfg.train)}  # fmt: skip
     d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
+    own = hash_view(data) if data is not None else {}
+    if any(v is not None for v in own.values()):
+        d["stage_data"] = own
     return config_hash(d)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the loop needs to train one network: its optimiser and schedule, its training settings, its
+    loader, and the resume key that says which checkpoint is its own.
+
+    Args:
+        optim, train: the network's ``OptimConfig`` and ``TrainConfig``.
+        batch_size: the global batch over all processes.
+        workers, skip_bad: DataLoader workers; skip an image that breaks while training (and log it).
+        sync_bn: SyncBatchNorm under DDP (CUDA).
+        key: a checkpoint written under another key is not resumed (:func:`resume_key`).
+    """
+
+    optim: object
+    train: object
+    batch_size: int
+    workers: int = 2
+    skip_bad: bool = False
+    sync_bn: bool = False
+    key: str = ""
+
+    @classmethod
+    def from_config(cls, cfg, optim=None, train=None, model=None, data=None) -> TrainSettings:
+        """The settings of a network trained under run config ``cfg``, with the stage's own ``optim``,
+        ``train``, ``model`` sections and ``data`` settings (a section with ``batch_size``, None = the run's
+        ``data.batch_size``) in place of the run's."""
+        batch = getattr(data, "batch_size", None) or cfg.data.batch_size
+        model_cfg = model or cfg.model
+        return cls(optim or cfg.optim, train or cfg.train, batch, cfg.data.workers, cfg.data.skip_bad,
+                   model_cfg.sync_bn, resume_key(cfg, optim, train, model, data))  # fmt: skip
 
 
 class _SkipBad(Dataset):
@@ -135,20 +174,28 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+@dataclass
+class _Progress:
+    """Where a fit stands, as a checkpoint stores it."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+
+
 class Trainer:
-    """Trains ``model`` on ``dataset`` with ``step_fn`` under the settings of ``cfg`` (a lesseg Config).
+    """Trains ``model`` on ``dataset`` with ``step_fn``.
 
     Args:
-        cfg: the run's Config (uses ``data.batch_size`` (global), ``data.workers``, ``data.skip_bad``,
-            ``optim.*``, ``train.*``, ``model.sync_bn``).
+        settings: a :class:`TrainSettings` (or a run's Config, for its own sections).
         model: the network, on the CPU; the trainer moves and wraps it.
         step_fn: the method's losses for one batch.
         dataset: a dataset with ``set_epoch`` (``SegDataset``) so augmentation is seeded per epoch.
         run_dir: the run folder; checkpoints go to ``run_dir/checkpoints/<name>_last.pt``.
         name: the stage's name, so several trained networks can share a run folder.
         param_groups: named parameter groups; by default the model's ``param_groups()``.
-        inputs_key: identifies the inputs that are not in ``cfg`` (e.g. the pseudo-labels a segmenter trains
-            on); a checkpoint written under another key is not resumed.
+        inputs_key: identifies the inputs that are not in the settings (e.g. the pseudo-labels a segmenter
+            trains on); a checkpoint written under another key is not resumed.
         epoch_start: called as ``epoch_start(model, epoch)`` on every process before each epoch's first
             batch, and again when a killed run resumes inside that epoch (with the resumed weights), e.g.
             to cluster features or load what the epoch's first call cached.
@@ -159,7 +206,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg,
+        settings,
         model: nn.Module,
         step_fn: StepFn,
         dataset: Dataset,
@@ -171,149 +218,173 @@ class Trainer:
         epoch_end: Callable[[nn.Module, int], None] | None = None,
         epoch_start: Callable[[nn.Module, int], None] | None = None,
     ):
-        self.cfg, self.step_fn, self.dataset = cfg, step_fn, dataset
-        self.epoch_end = epoch_end
-        self.epoch_start = epoch_start
+        if not isinstance(settings, TrainSettings):
+            settings = TrainSettings.from_config(settings)
+        self.settings, self.step_fn, self.dataset = settings, step_fn, dataset
+        self.epoch_end, self.epoch_start = epoch_end, epoch_start
         self.inputs_key = inputs_key
         self.run_dir = Path(run_dir)
         self.name = name
-        self.env = env or init_distributed(cfg.train.device)
+        self.env = env or init_distributed(settings.train.device)
         self.raw_model = model
         self.groups = param_groups
         self.ckpt_path = self.run_dir / "checkpoints" / f"{name}_last.pt"
 
+    # ---- pieces of a fit -----------------------------------------------------------------------------
+
     def _loader(self, sampler: ResumableSampler, epoch: int) -> DataLoader:
-        data = self.cfg.data
-        ds = _SkipBad(self.dataset) if data.skip_bad else self.dataset
+        s = self.settings
+        ds = _SkipBad(self.dataset) if s.skip_bad else self.dataset
         return DataLoader(
             ds,
             batch_size=sampler.batch_size,
             sampler=sampler,
-            num_workers=data.workers,
-            collate_fn=_collate_skipping if data.skip_bad else None,
+            num_workers=s.workers,
+            collate_fn=_collate_skipping if s.skip_bad else None,
             pin_memory=self.env.device.type == "cuda",
             # its own generator: creating an iterator must not draw from the global RNG, or a resumed
             # run would see different random numbers than an uninterrupted one
-            generator=torch.Generator().manual_seed(self.cfg.train.seed * 1000 + epoch),
-            multiprocessing_context=loader_context(data.workers),
+            generator=torch.Generator().manual_seed(s.train.seed * 1000 + epoch),
+            multiprocessing_context=loader_context(s.workers),
         )
 
-    def fit(self) -> nn.Module:
-        cfg, env = self.cfg, self.env
+    def _build(self) -> None:
+        """Sampler, wrapped model, optimiser, schedule, grad scaler and autocast for this fit."""
+        s, env = self.settings, self.env
         world = env.world_size
-        if cfg.data.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size={cfg.data.batch_size} must be divisible by the {world} processes"
-            )
-        per_rank = cfg.data.batch_size // world
-        sampler = ResumableSampler(len(self.dataset), per_rank, env.rank, world, cfg.train.seed)
-        steps_per_epoch = sampler.batches_per_epoch
-        total = steps_per_epoch * cfg.train.epochs
-
-        seed_everything(cfg.train.seed + env.rank)
+        if s.batch_size % world:
+            raise ConfigError(f"the global batch size {s.batch_size} (data.batch_size, or a stage's own data.batch_size) "
+                              f"must be divisible by the {world} processes")  # fmt: skip
+        self.sampler = ResumableSampler(
+            len(self.dataset), s.batch_size // world, env.rank, world, s.train.seed
+        )
+        self.total = self.sampler.batches_per_epoch * s.train.epochs
+        seed_everything(s.train.seed + env.rank)
         groups = self.groups or model_param_groups(self.raw_model)
-        model = wrap_model(self.raw_model, env, cfg.model.sync_bn)
-        optimizer = build_optimizer(cfg.optim, groups)
-        scheduler = build_scheduler(cfg.optim, optimizer, total, steps_per_epoch)
-        amp_dtype = resolve_amp(cfg.train.amp, env.device)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        if cfg.train.deterministic:
+        self.model = wrap_model(self.raw_model, env, s.sync_bn)
+        self.optimizer = build_optimizer(s.optim, groups)
+        self.scheduler = build_scheduler(s.optim, self.optimizer, self.total, self.sampler.batches_per_epoch)
+        amp_dtype = resolve_amp(s.train.amp, env.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.autocast = (
+            (lambda: torch.autocast(env.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+        )
+        if s.train.deterministic:
             torch.use_deterministic_algorithms(True)
 
-        epoch, batch_in_epoch, step = 0, 0, 0
-        key = resume_key(cfg) + self.inputs_key
+    @property
+    def key(self) -> str:
+        return self.settings.key + self.inputs_key
+
+    def _resume(self) -> _Progress:
+        """The position of this run's last checkpoint, with every state restored; the start otherwise (also
+        when the checkpoint was written under other settings: start over rather than continue another run)."""
         ckpt = load_checkpoint(self.ckpt_path) if self.ckpt_path.is_file() else None
-        if ckpt is not None and ckpt.get("resume_key") != key:
-            ckpt = None  # written under other settings: start over rather than continue another run
-        if ckpt is not None:
-            unwrap(model).load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-            epoch, batch_in_epoch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
-            rng = ckpt["rng"]
-            restore_rng(rng[env.rank] if env.rank < len(rng) else rng[0])
-        logger = RunLogger(self.run_dir, total, enabled=env.is_main, resume_step=step, stage=self.name)
-        if step:
-            logger.log({"event": "resumed", "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+        if ckpt is None or ckpt.get("resume_key") != self.key:
+            return _Progress()
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt["rng"]
+        restore_rng(rng[self.env.rank] if self.env.rank < len(rng) else rng[0])
+        return _Progress(ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"])
 
-        def checkpoint() -> None:
-            rng = all_gather_objects(capture_rng())
-            if env.is_main:
-                save_checkpoint(
-                    self.ckpt_path,
-                    {
-                        "model": unwrap(model).state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "rng": rng,
-                        "epoch": epoch,
-                        "batch_in_epoch": batch_in_epoch,
-                        "step": step,
-                        "world_size": world,
-                        "resume_key": key,
-                    },
-                )
-            barrier(env)
+    def _checkpoint(self, at: _Progress) -> None:
+        """Every process's RNG state and rank 0's model and optimiser states, written atomically."""
+        rng = all_gather_objects(capture_rng())
+        if self.env.is_main:
+            save_checkpoint(self.ckpt_path, {
+                "model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+                "epoch": at.epoch, "batch_in_epoch": at.batch_in_epoch, "step": at.step,
+                "world_size": self.env.world_size, "resume_key": self.key,
+            })  # fmt: skip
+        barrier(self.env)
 
-        autocast = (lambda: torch.autocast(env.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-        model.train()
+    def _step(self, batch: dict, at: _Progress) -> tuple[dict, float]:
+        """One optimiser step on ``batch``; returns the losses and the learning rate the step used."""
+        batch = _to_device(batch, self.env.device)
+        with self.autocast():
+            losses = self.step_fn(self.model, batch, StepContext(at.epoch, at.step, self.total))
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {at.step} (epoch {at.epoch}); lower optim.lr?"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.settings.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        return losses, lr
+
+    def _batches(self, epoch: int, logger: RunLogger, at: _Progress) -> Iterator[dict]:
+        """The epoch's batches from where it stands; unreadable images skipped and logged (data.skip_bad)."""
+        iterator = iter(self._loader(self.sampler, epoch))
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except DataError as e:
+                raise _clean_worker_error(e) from None
+            if batch.get("_skipped"):
+                logger.log({"event": "skipped", "step": at.step, "files": batch["_skipped"]})
+                if not any(torch.is_tensor(v) for v in batch.values()):
+                    raise DataError(f"every image of a batch was unreadable: {batch['_skipped']}")
+            yield batch
+
+    def _epoch(self, at: _Progress, logger: RunLogger) -> None:
+        """Train the rest of epoch ``at.epoch``, logging every ``train.log_every`` steps and checkpointing
+        every ``train.checkpoint_every``."""
+        s, world = self.settings.train, self.env.world_size
         window_start, window_images = time.perf_counter(), 0
-        while epoch < cfg.train.epochs:
+        for batch in self._batches(at.epoch, logger, at):
+            losses, lr = self._step(batch, at)
+            at.step += 1
+            at.batch_in_epoch += 1
+            window_images += _batch_len(batch) * world
+            logger.progress(1)
+            if at.step % s.log_every == 0 or at.step == self.total:
+                scalars = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, self.env)
+                rate = window_images / (time.perf_counter() - window_start)
+                logger.log({"step": at.step, "epoch": at.epoch, **scalars, "lr": lr, "images_per_s": rate})
+                logger.postfix(loss=scalars["loss"], img_s=rate)
+                window_start, window_images = time.perf_counter(), 0
+            if s.checkpoint_every and at.step % s.checkpoint_every == 0:
+                self._checkpoint(at)
+
+    # ---- the loop ------------------------------------------------------------------------------------
+
+    def fit(self) -> nn.Module:
+        """Train to ``train.epochs`` (resuming this run's checkpoint) and return the unwrapped model."""
+        self._build()
+        at = self._resume()
+        logger = RunLogger(
+            self.run_dir, self.total, enabled=self.env.is_main, resume_step=at.step, stage=self.name
+        )
+        if at.step:
+            logger.log(
+                {"event": "resumed", "step": at.step, "epoch": at.epoch, "batch_in_epoch": at.batch_in_epoch}
+            )
+        self.model.train()
+        while at.epoch < self.settings.train.epochs:
             if hasattr(self.dataset, "set_epoch"):
-                self.dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch, start_batch=batch_in_epoch)
+                self.dataset.set_epoch(at.epoch)
+            self.sampler.set_epoch(at.epoch, start_batch=at.batch_in_epoch)
             if self.epoch_start is not None:
-                self.epoch_start(unwrap(model), epoch)
-                model.train()
-            iterator = iter(self._loader(sampler, epoch))
-            while True:
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    break
-                except DataError as e:
-                    raise _clean_worker_error(e) from None
-                if batch.get("_skipped"):
-                    logger.log({"event": "skipped", "step": step, "files": batch["_skipped"]})
-                    if not any(torch.is_tensor(v) for v in batch.values()):
-                        raise DataError(f"every image of a batch was unreadable: {batch['_skipped']}")
-                batch = _to_device(batch, env.device)
-                ctx = StepContext(epoch, step, total)
-                with autocast():
-                    losses = self.step_fn(model, batch, ctx)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step} (epoch {epoch}); lower optim.lr?"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.optim.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-                scheduler.step()
-                step += 1
-                batch_in_epoch += 1
-                window_images += _batch_len(batch) * world
-                logger.progress(1)
-                if step % cfg.train.log_every == 0 or step == total:
-                    scalars = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, env)
-                    rate = window_images / (time.perf_counter() - window_start)
-                    logger.log({"step": step, "epoch": epoch, **scalars, "lr": lr, "images_per_s": rate})
-                    logger.postfix(loss=scalars["loss"], img_s=rate)
-                    window_start, window_images = time.perf_counter(), 0
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
-                    checkpoint()
+                self.epoch_start(unwrap(self.model), at.epoch)
+                self.model.train()
+            self._epoch(at, logger)
             if self.epoch_end is not None:
-                self.epoch_end(unwrap(model), epoch)
-                model.train()
-            epoch += 1
-            batch_in_epoch = 0
-            checkpoint()
+                self.epoch_end(unwrap(self.model), at.epoch)
+                self.model.train()
+            at.epoch, at.batch_in_epoch = at.epoch + 1, 0
+            self._checkpoint(at)
         logger.close()
-        return unwrap(model)
+        return unwrap(self.model)

@@ -67,7 +67,13 @@ def weak_supervision_stages(cfg) -> list[Stage]:
         Stage(
             "segmenter",
             train_segmenter,
-            ("segmenter.model", "segmenter.init_from_classifier", "segmenter.optim", "segmenter.train"),
+            (
+                "segmenter.model",
+                "segmenter.init_from_classifier",
+                "segmenter.optim",
+                "segmenter.train",
+                "segmenter.data",
+            ),  # fmt: skip
             ("pseudo_labels",),
         ),  # fmt: skip
         Stage(

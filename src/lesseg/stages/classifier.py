@@ -3,8 +3,6 @@ Puzzle-CAM checkpoint selection is asked for: ``method.select_by_train_masks``).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -12,7 +10,7 @@ from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image
 from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from lesseg.engine.distributed import barrier
-from lesseg.engine.trainer import resume_key
+from lesseg.engine.trainer import TrainSettings
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
 from lesseg.refine import cams_to_labels, infer_cams
@@ -27,11 +25,11 @@ def train_classifier(ctx: RunContext) -> None:
     dataset = method.train_dataset(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
-    train_cfg = dataclasses.replace(cfg, optim=method.optim_config())
+    settings = TrainSettings.from_config(cfg, optim=method.optim_config())
     epoch_end = pick = None
     if getattr(cfg.method, "select_by_train_masks", False):
-        epoch_end, pick = _best_epoch_by_train_masks(ctx, resume_key(train_cfg) + ctx.inputs_key)
-    train_and_save(ctx, "classifier", train_cfg, model, method.training_step, dataset, epoch_end, pick)
+        epoch_end, pick = _best_epoch_by_train_masks(ctx, settings.key + ctx.inputs_key)
+    train_and_save(ctx, "classifier", settings, model, method.training_step, dataset, epoch_end, pick)
 
 
 def train_mask_miou(ctx: RunContext, model: torch.nn.Module) -> float:

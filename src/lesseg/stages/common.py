@@ -24,7 +24,7 @@ def save_weights(ctx: RunContext, name: str, model: torch.nn.Module) -> Path:
 def train_and_save(
     ctx: RunContext,
     name: str,
-    cfg,
+    settings,
     model: torch.nn.Module,
     step,
     dataset,
@@ -32,13 +32,14 @@ def train_and_save(
     pick=None,
     epoch_start=None,
 ) -> torch.nn.Module:
-    """Train ``model`` with the engine under ``cfg`` (its optim/train sections) as stage ``name``, resuming
-    only a checkpoint made from the same upstream artifacts; keep ``checkpoints/<name>_final.pt``.
+    """Train ``model`` with the engine under ``settings`` (a :class:`~lesseg.engine.trainer.TrainSettings`)
+    as stage ``name``, resuming only a checkpoint made from the same settings and upstream artifacts; keep
+    ``checkpoints/<name>_final.pt``.
     ``epoch_start`` and ``epoch_end`` go to the trainer; ``pick(trained)``, if given, returns the model to
     keep."""
     from lesseg.engine import Trainer
 
-    trainer = Trainer(cfg, model, step, dataset, ctx.run_dir, name=name, env=ctx.env,
+    trainer = Trainer(settings, model, step, dataset, ctx.run_dir, name=name, env=ctx.env,
                       inputs_key=ctx.inputs_key, epoch_end=epoch_end, epoch_start=epoch_start)  # fmt: skip
     trained = trainer.fit()
     if pick is not None:

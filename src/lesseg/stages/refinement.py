@@ -10,8 +10,6 @@ features, so the trained classifier's backbone is used (it learned from the same
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,6 +18,7 @@ from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image, load_label_png
 from lesseg.data.splits import Supervision
+from lesseg.engine.trainer import TrainSettings
 from lesseg.eval import record_metrics
 from lesseg.models.boundary import BoundaryNet
 from lesseg.pipeline import RunContext
@@ -87,7 +86,7 @@ def train_boundary(ctx: RunContext) -> None:
     def labels(r):
         return load_label_png(ctx.path("affinity_labels", f"{r.id}.png")).astype(np.int64)
 
-    d, k = cfg.data, b.image_scale
+    d, k = b.data.resolve(cfg.data), b.image_scale
     transform = T.Compose([
         T.RandomRescale(scale=(d.scale_range[0] * k, d.scale_range[1] * k)), T.RandomCrop(round(d.crop_size * k)),
         T.RandomHorizontalFlip(), T.Normalize(),
@@ -96,8 +95,8 @@ def train_boundary(ctx: RunContext) -> None:
                          supervision=Supervision(masks="none"), seed=b.train.seed, labels=labels)  # fmt: skip
     torch.manual_seed(b.train.seed)
     model = build_boundary_net(ctx)
-    boundary_cfg = dataclasses.replace(cfg, optim=b.optim, train=b.train)
-    train_and_save(ctx, "boundary", boundary_cfg, model, step, dataset)
+    settings = TrainSettings.from_config(cfg, optim=b.optim, train=b.train, data=b.data)
+    train_and_save(ctx, "boundary", settings, model, step, dataset)
 
 
 @torch.inference_mode()

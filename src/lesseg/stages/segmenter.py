@@ -3,8 +3,6 @@ network scored on val, for any method)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +11,7 @@ from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint
+from lesseg.engine.trainer import TrainSettings
 from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.models import create_model
@@ -20,12 +19,6 @@ from lesseg.pipeline import RunContext
 from lesseg.predict import Predictor
 from lesseg.stages.common import device_of, is_main, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
-
-
-def segmenter_config(cfg):
-    """The run's config with the segmenter's model, optimiser and schedule in place (for the Trainer)."""
-    seg = cfg.segmenter
-    return dataclasses.replace(cfg, model=seg.model, optim=seg.optim, train=seg.train)
 
 
 def build_segmenter(model, num_classes: int) -> torch.nn.Module:
@@ -58,17 +51,20 @@ def _step(model, batch, ctx) -> dict:
 
 def train_segmenter(ctx: RunContext) -> None:
     cfg, source = ctx.cfg, ctx.source
-    seg_cfg = segmenter_config(cfg)
-    d = cfg.data
+    seg = cfg.segmenter
+    settings = TrainSettings.from_config(
+        cfg, optim=seg.optim, train=seg.train, model=seg.model, data=seg.data
+    )
+    d = seg.data.resolve(cfg.data)
     transform = T.Compose([T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size),
                            T.RandomHorizontalFlip(), T.Normalize()])  # fmt: skip
-    dataset = SegDataset(source, d.train_split, transform=transform, supervision=Supervision(masks="none"),
-                         seed=seg_cfg.train.seed, labels=lambda r: load_pseudo_label(ctx, r.id))  # fmt: skip
-    torch.manual_seed(seg_cfg.train.seed)
+    dataset = SegDataset(source, cfg.data.train_split, transform=transform, supervision=Supervision(masks="none"),
+                         seed=seg.train.seed, labels=lambda r: load_pseudo_label(ctx, r.id))  # fmt: skip
+    torch.manual_seed(seg.train.seed)
     model = build_segmenter(cfg.segmenter.model, source.classes.num_classes)
     if cfg.segmenter.init_from_classifier:
         init_encoder_from_classifier(ctx, model)
-    train_and_save(ctx, "segmenter", seg_cfg, model, _step, dataset)
+    train_and_save(ctx, "segmenter", settings, model, _step, dataset)
 
 
 def evaluate_segmenter(ctx: RunContext) -> None:

@@ -22,7 +22,7 @@ from lesseg.data.dataset import SegDataset
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from lesseg.engine.distributed import barrier
-from lesseg.engine.trainer import loader_context, resume_key
+from lesseg.engine.trainer import TrainSettings, loader_context
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.eval.matching import hungarian_match, majority_match
 from lesseg.methods.picie.core import base_transform, centroid_logits, cluster_weights, view_features
@@ -52,8 +52,9 @@ def train_features(ctx: RunContext) -> None:
     dataset = method.train_dataset(base)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = method.build_model()
-    clustering = EpochClustering(ctx, method, dataset, resume_key(cfg) + ctx.inputs_key)
-    train_and_save(ctx, "features", cfg, model, method.training_step, dataset, epoch_start=clustering)
+    settings = TrainSettings.from_config(cfg)
+    clustering = EpochClustering(ctx, method, dataset, settings.key + ctx.inputs_key)
+    train_and_save(ctx, "features", settings, model, method.training_step, dataset, epoch_start=clustering)
     if is_main(ctx):
         record_metrics(ctx.run_dir, "features", {"epochs": clustering.history})
 
