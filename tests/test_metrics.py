@@ -115,3 +115,17 @@ def test_all_reduce_sums_over_processes():
     out = mp.Manager().dict()
     mp.spawn(_reduce_worker, args=(2, port, out), nprocs=2)
     assert out[0].tolist() == out[1].tolist() == [[1, 1], [0, 2]]
+
+
+def test_subset_miou_and_harmonic_mean():
+    from lesseg.eval import subset_miou
+
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([0, 0, 1, 2, 3]), torch.tensor([0, 1, 1, 2, 2]))
+    m = cm.metrics(["a", "b", "c", "d"])  # IoU a 1/2, b 1/2, c 1/2, d absent from the ground truth
+    out = subset_miou(m, {"base": ["a", "b"], "novel": ["c", "d"]})
+    assert out == {"base": 0.5, "novel": 0.5, "harmonic": 0.5}
+    assert subset_miou(m, {"novel": ["d"], "base": ["a"]})["harmonic"] is None  # d never occurs
+    assert subset_miou(m.to_dict(), {"all": ["a", "b", "c"]}) == {"all": 0.5}  # one subset: no harmonic
+    with pytest.raises(ValueError, match=r"unknown class\(es\) \['e'\]; classes: a, b, c, d"):
+        subset_miou(m, {"base": ["e"]})

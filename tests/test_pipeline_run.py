@@ -2,6 +2,7 @@
 `predict`, and that no training stage reads a training mask."""
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -39,16 +40,26 @@ def textured(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, textured):
-    """A whole run on scenes with a background class, and what `lesseg run` printed."""
+    """A whole run on scenes with a background class (run once per module), its `lesseg run` arguments
+    and what it printed. Tests that run stages again work on a copy (:func:`own_copy`)."""
     runs = tmp_path_factory.mktemp("runs")
     args = ["run", "configs/cam/synthetic.yaml", f"data.root={textured}", f"run_dir={runs}", *TINY]
-    return args, runs / "cam_synthetic"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0
+    return args, runs / "cam_synthetic", out.getvalue()
 
 
-def test_run_writes_every_stage_and_caches(finished_run, capsys):
-    args, run = finished_run
-    assert main(args) == 0
-    out = capsys.readouterr().out
+def own_copy(finished_run, tmp_path):
+    """A copy of the finished run under ``tmp_path`` and the arguments that address it."""
+    args, run, _ = finished_run
+    shutil.copytree(run, tmp_path / run.name)
+    return [a if not a.startswith("run_dir=") else f"run_dir={tmp_path}" for a in args], tmp_path / run.name
+
+
+def test_run_writes_every_stage_and_caches(finished_run, tmp_path, capsys):
+    out = finished_run[2]
+    args, run = own_copy(finished_run, tmp_path)
     assert all(f"stage {s}: running" in out for s in STAGES)
     assert "cams " in out and "segmenter " in out and "report: " in out
 
@@ -88,9 +99,7 @@ def test_run_writes_every_stage_and_caches(finished_run, capsys):
 
 def test_references_by_hand(finished_run):
     """random_tags and largest_class recomputed independently, on the val split."""
-    _, run = finished_run
-    if not (run / "metrics.json").is_file():
-        pytest.skip("needs test_run_writes_every_stage_and_caches")
+    _, run, _ = finished_run
     cfg = load_config(run / "config.yaml")
     source = read_dataset(cfg.data.root)
     masks = [source.load_mask(r) for r in source.split("val")]
@@ -111,9 +120,7 @@ def test_references_by_hand(finished_run):
 
 
 def test_report_renders_with_gallery(finished_run, tmp_path):
-    _, run = finished_run
-    if not (run / "report.html").is_file():
-        pytest.skip("needs test_run_writes_every_stage_and_caches")
+    _, run, _ = finished_run
     html = (run / "report.html").read_text()
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(uris) == 3 * 5  # 3 gallery rows: image, CAM, pseudo-label, prediction, ground truth
@@ -135,9 +142,7 @@ def test_report_renders_with_gallery(finished_run, tmp_path):
 
 
 def test_predict_cli_and_api(finished_run, textured, tmp_path, capsys):
-    _, run = finished_run
-    if not (run / "checkpoints" / "segmenter_final.pt").is_file():
-        pytest.skip("needs test_run_writes_every_stage_and_caches")
+    _, run, _ = finished_run
     images = tmp_path / "new"
     images.mkdir()
     for p in sorted((textured / "images").iterdir())[:3]:
@@ -201,10 +206,8 @@ def test_training_stages_never_read_train_masks(tmp_path, background):
     assert m0 != m1
 
 
-def test_stage_option_and_errors(finished_run, capsys):
-    args, run = finished_run
-    if not (run / "stages.json").is_file():
-        pytest.skip("needs test_run_writes_every_stage_and_caches")
+def test_stage_option_and_errors(finished_run, tmp_path, capsys):
+    args, run = own_copy(finished_run, tmp_path)
     assert main([*args, "pseudo_labels.bg_threshold=0.4", "--stage", "cam_eval"]) == 0
     out = capsys.readouterr().out
     assert "stage cam_eval: running" in out and "stage cams:" not in out and "stage report:" not in out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ class RunContext:
     env: Any = None
     source: Any = None  # lesseg.data.DatasetSource
     method: Any = None  # lesseg.methods.Method
-    cache: dict[str, Any] = field(default_factory=dict)  # what a stage keeps for a later one in the run
     inputs_key: str = ""  # hash of the running stage's upstream stages (set by Pipeline.run)
 
     def path(self, *parts: str) -> Path:

@@ -44,8 +44,15 @@ class SegDataset(Dataset):
             these are always exposed, and the ``Supervision`` policy's mask rules do not apply to them.
 
     Example:
-        >>> ds = SegDataset(read_dataset("data/msrc21"), "train", supervision=Supervision(masks="none"))
-        >>> sample = ds[0]  # tags only: sample["mask"] is all 255
+        >>> import tempfile
+        >>> from lesseg.data import read_dataset
+        >>> from lesseg.data.synth import generate
+        >>> root = tempfile.mkdtemp()
+        >>> _ = generate(root, images=5, classes=3, size=32, seed=0)
+        >>> ds = SegDataset(read_dataset(root), "train", supervision=Supervision(masks="none"))
+        >>> sample = ds[0]  # tags only: the mask is all ignore
+        >>> bool((sample["mask"] == 255).all()), bool(sample["has_tags"])
+        (True, True)
     """
 
     def __init__(

@@ -6,7 +6,7 @@ training images tagged with that class (the official sampler; its "50% random pa
 
 Example:
     >>> pairs = PairDataset(SegDataset(source, "train", transform=...), seed=0)  # doctest: +SKIP
-    >>> sample = pairs[0]  # image 0's keys, plus "image_partner", "tags_partner", ... of its partner
+    >>> sample = pairs[0]  # image 0's keys, plus "image_partner", "tags_partner", ...  # doctest: +SKIP
 """
 
 from __future__ import annotations

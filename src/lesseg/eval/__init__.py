@@ -4,6 +4,7 @@ from lesseg.eval.confusion import ConfusionMatrix, SegMetrics, metrics_from_matr
 from lesseg.eval.coverage import ObjectCoverage
 from lesseg.eval.matching import ClusterMatch, hungarian_match, majority_match
 from lesseg.eval.metrics_file import format_headline, headline, read_metrics, record_metrics
+from lesseg.eval.subsets import subset_miou
 
 __all__ = [
     "ClusterMatch",
@@ -17,4 +18,5 @@ __all__ = [
     "metrics_from_matrix",
     "read_metrics",
     "record_metrics",
+    "subset_miou",
 ]

@@ -18,9 +18,9 @@ class ConfusionMatrix:
 
     Example:
         >>> cm = ConfusionMatrix(3)
-        >>> cm.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 255]))
-        >>> round(cm.metrics().miou, 4)
-        0.6667
+        >>> cm.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 255]))  # the 255 pixel is dropped
+        >>> round(cm.metrics().miou, 4)  # class 0: 1, class 1: 1/2, class 2 absent from the ground truth
+        0.75
     """
 
     def __init__(self, num_classes: int, num_preds: int | None = None, ignore_index: int = 255):

@@ -44,8 +44,7 @@ class Method:
             trained network is needed (``lesseg predict`` on a run folder), with ``classes`` given.
         classes: the class metadata when there is no ``source``.
 
-    Class attributes a method sets: ``regimes`` (the supervision regimes it trains under, first the one
-    without data.labeled / data.novel), ``trains`` (its training stage), ``config_class`` (set by
+    Class attributes a method sets: ``regimes`` (the supervision regimes it trains under), ``trains`` (its training stage), ``config_class`` (set by
     ``register_method``), and for the report ``gallery_split`` and ``prediction_title``.
     """
 
@@ -63,6 +62,9 @@ class Method:
         self.classes = classes if classes is not None else source.classes
         if self.regime not in self.regimes:
             accepted = "; ".join(f"{r}: {REGIMES[r]}" for r in self.regimes)
+            if self.regime is None:
+                raise ConfigError(f"method {self.name} needs a supervision split (data.labeled or data.novel); "
+                                  f"it trains with {accepted}")  # fmt: skip
             raise ConfigError(
                 f"method {self.name} does not train with {REGIMES[self.regime]} ({self._regime_keys()}); "
                 f"it trains with {accepted}"
@@ -71,9 +73,9 @@ class Method:
     # ---- supervision -------------------------------------------------------------------------------
 
     @property
-    def regime(self) -> str:
+    def regime(self) -> str | None:
         """The regime the config asks for: ``semi`` with data.labeled, ``weak_shot`` with data.novel,
-        else the method's own first regime."""
+        else the method's regime without a split (``tags`` or ``none``), or None if it has neither."""
         d = self.cfg.data
         if d.labeled is not None and d.novel is not None:
             raise ConfigError("data.labeled and data.novel are two regimes; set one of them")
@@ -81,7 +83,7 @@ class Method:
             return "semi"
         if d.novel is not None:
             return "weak_shot"
-        return self.regimes[0]
+        return next((r for r in self.regimes if r in ("tags", "none")), None)
 
     def _regime_keys(self) -> str:
         d = self.cfg.data

@@ -3,7 +3,7 @@
 Example:
     >>> from lesseg.models import create_model, list_models
     >>> list_models()
-    ['cam_classifier', 'deeplabv3plus']
+    ['cam_classifier', 'deeplabv3plus', 'mcis', 'picie_fpn']
     >>> model = create_model("cam_classifier", backbone="resnet18", num_classes=20)
 """
 

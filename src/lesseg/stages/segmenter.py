@@ -13,7 +13,7 @@ from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.engine.trainer import TrainSettings
 from lesseg.errors import ConfigError
-from lesseg.eval import ConfusionMatrix, record_metrics
+from lesseg.eval import ConfusionMatrix, record_metrics, subset_miou
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
 from lesseg.predict import Predictor
@@ -68,9 +68,15 @@ def train_segmenter(ctx: RunContext) -> None:
 
 
 def evaluate_segmenter(ctx: RunContext) -> None:
-    """Stage `evaluate`: the method's inference model (its network and test protocol) on the val masks."""
+    """Stage `evaluate`: the method's inference model (its network and test protocol) on the val masks;
+    with a base/novel split (weak-shot) also the mIoU of each and their harmonic mean."""
     predictor = ctx.method.inference_model(ctx.run_dir, device=str(device_of(ctx)))
     out = split_scores(ctx, predictor)
+    split = ctx.method.splits.base_novel if ctx.method.regime == "weak_shot" else None
+    if split is not None:
+        names = ctx.source.classes.classes
+        out["subsets"] = subset_miou(out, {"base": [names[i] for i in split.base],
+                                           "novel": [names[i] for i in split.novel]})  # fmt: skip
     if is_main(ctx):
         out.update(split=ctx.cfg.data.val_split, test_scales=list(predictor.scales), test_flip=predictor.flip,
                    test_crf_iterations=predictor.crf_iterations)  # fmt: skip

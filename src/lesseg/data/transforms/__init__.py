@@ -8,10 +8,13 @@ Params are plain JSON. Geometric ones all share one resolution-independent shape
 ``flip``. Replaying on a map of another resolution scales box and out by map size / ``size``, so the params
 of a 320 px image replay on its 80 px feature map (PiCIE), and ``invert`` maps a result back to the input.
 
+    >>> import torch
     >>> t = Compose([RandomResizedCrop(32), RandomHorizontalFlip(), ColorJitter(), Normalize()])
-    >>> out, params = t({"image": img, "mask": mask}, seeded_rng(0, epoch, index))
-    >>> feat2 = replay(params, feat)             # view 1's geometry on view 2's [N, C, h, w] features
-    >>> back, valid = invert(params, out["mask"], kind="mask")
+    >>> img, mask = torch.zeros(3, 64, 64, dtype=torch.uint8), torch.zeros(64, 64, dtype=torch.int64)
+    >>> out, params = t({"image": img, "mask": mask}, seeded_rng(0, 0, 5))
+    >>> feat = torch.rand(1, 8, 16, 16)          # view 2's features of the whole 64 px image, stride 4
+    >>> replay(params, feat).shape               # view 1's geometry on them: its 32 px crop at stride 4
+    torch.Size([1, 8, 8, 8])
 
 Modules: ``base`` (constants, ``seeded_rng``, argument checks, ``Transform``), ``resample`` (the resampling
 core and ``replay``/``invert``/``output_size``/``valid_region``), ``geometry`` (``Geometric`` and the crops,

@@ -73,9 +73,13 @@ class Transform:
     """Base of every transform: ``sample`` draws params (None = not applied), ``apply`` uses them on one
     tensor of a kind ("image", "mask" or "map"). Subclasses are photometric (image only) or geometric.
 
-        >>> flip = RandomHorizontalFlip()
-        >>> p = flip.sample(seeded_rng(0, 0, 7), (64, 64))
-        >>> mask = flip.apply(p, mask, "mask") if p else mask
+        >>> import torch
+        >>> from lesseg.data.transforms import RandomHorizontalFlip, seeded_rng
+        >>> flip = RandomHorizontalFlip(p=1.0)
+        >>> mask = torch.tensor([[0, 1, 2]])
+        >>> p = flip.sample(seeded_rng(0, 0, 7), (1, 3))
+        >>> flip.apply(p, mask, "mask").tolist()
+        [[2, 1, 0]]
     """
 
     name = "transform"

@@ -16,8 +16,14 @@ class Compose:
     any other key a map ([C,H,W] float: bilinear, or int: nearest). Returns the new dict and the params
     (JSON-serialisable, each with "name" and its "index" here) to log, replay or invert.
 
-        >>> t = Compose([RandomRescale(scale=(0.5, 2.0)), RandomCrop(321), RandomHorizontalFlip(), Normalize()])
-        >>> out, params = t({"image": img, "mask": mask, "cam": cam}, seeded_rng(seed, epoch, index))
+        >>> import torch
+        >>> from lesseg.data.transforms import Normalize, RandomCrop, RandomHorizontalFlip, RandomRescale, seeded_rng
+        >>> t = Compose([RandomRescale(scale=(0.5, 2.0)), RandomCrop(32), RandomHorizontalFlip(), Normalize()])
+        >>> img = torch.zeros(3, 40, 60, dtype=torch.uint8)
+        >>> mask, cam = torch.zeros(40, 60, dtype=torch.int64), torch.rand(2, 40, 60)
+        >>> out, params = t({"image": img, "mask": mask, "cam": cam}, seeded_rng(0, 0, 3))
+        >>> out["image"].shape, out["mask"].shape, out["cam"].shape
+        (torch.Size([3, 32, 32]), torch.Size([32, 32]), torch.Size([2, 32, 32]))
     """
 
     def __init__(self, transforms: Sequence[Transform]):
