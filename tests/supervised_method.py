@@ -41,10 +41,8 @@ class SupervisedOnly(Method):
         keys = ("method", "data", "segmenter.model", "segmenter.optim", "segmenter.train")
         return [
             Stage("train", self.train, keys),
-            Stage(
-                "evaluate", evaluate_segmenter, ("segmenter.test_scales", "segmenter.test_flip"), ("train",)
-            ),
-            Stage("references", compute_references, ("data", "eval.references")),
+            Stage("evaluate", evaluate_segmenter, ("data.val_split", "segmenter.test_scales"), ("train",)),
+            Stage("references", compute_references, ("data", "data.val_split", "eval.references")),
             Stage("report", write_run_report, ("eval.gallery",), ("evaluate", "references")),
         ]
 

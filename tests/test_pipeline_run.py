@@ -259,3 +259,36 @@ def test_demo_beats_references_by_a_margin(tmp_path):
     assert [r["stage"] for r in rows] == ["cams", "pseudo_labels", "segmenter"]
     for r in rows:
         assert r["margin"] >= 0.10, r
+
+
+def test_eval_scores_any_split_without_touching_the_run(finished_run, textured, tmp_path, capsys):
+    _, run, _ = finished_run
+    data = shutil.copytree(textured, tmp_path / "data")
+    val_ids = (data / "val.txt").read_text().split()
+    (data / "test.txt").write_text("\n".join(val_ids[:2]) + "\n")  # a split the run never saw
+    before = {name: (run / name).read_bytes() for name in ("config.yaml", "stages.json")}
+    assert main(["eval", str(run), "--split", "val"]) == 0
+    assert main(["eval", str(run), "--split", "test", "--data-root", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "random_tags" in out and "written to" in out
+    assert {name: (run / name).read_bytes() for name in before} == before  # nothing retrained or rewritten
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval"]["val"]["scales 1"]["miou"] == metrics["segmenter"]["miou"]  # to the last digit
+    test = metrics["eval"]["test"]["scales 1"]
+    assert test["images"] == 2 and test["data_root"] == str(data) and 0 <= test["miou"] <= 1
+    assert set(test["references"]) == {"random_tags", "largest_class"}
+    assert main(["eval", str(run), "--split", "nope"]) == 2
+    assert "no split 'nope'" in capsys.readouterr().err
+
+
+def test_the_val_split_leaves_training_stages_alone(textured):
+    from lesseg.api import pipeline_stages
+    from lesseg.registry import get_method
+
+    def hashes(*overrides):
+        cfg = load_config("configs/cam/synthetic.yaml", [f"data.root={textured}", *overrides])
+        stages = pipeline_stages(get_method("cam")(cfg, read_dataset(textured)))
+        return {s.name: Pipeline(stages).stage_hash(s.name, cfg) for s in stages}
+
+    val, test = hashes(), hashes("data.val_split=test")
+    assert [s for s in val if val[s] != test[s]] == ["evaluate", "references", "report"]

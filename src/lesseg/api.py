@@ -47,6 +47,7 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
         skipped = _check_data(ctx, say)
         ctx.method = method_cls(cfg, ctx.source)
         pipeline = Pipeline(pipeline_stages(ctx.method), data_key=skipped)
+        pipeline.check(ctx, stage, until)  # a refused --stage leaves config.yaml as it was
         if env.is_main:
             save_config(cfg, run_dir / "config.yaml")
             # what `predict` needs besides the weights, so a run folder works without its dataset
@@ -134,6 +135,59 @@ def load_run(run_dir: str | Path, scales=None, flip: bool | None = None, device:
     return method.inference_model(
         run_dir, device=device, **{k: v for k, v in protocol.items() if v is not None}
     )
+
+
+def protocol_name(predictor) -> str:
+    """The test protocol of a predictor as metrics.json names it, e.g. ``scales 0.5,1,1.5 flip crf 10``."""
+    name = "scales " + ",".join(f"{s:g}" for s in predictor.scales)
+    return (
+        name
+        + (" flip" if predictor.flip else "")
+        + (f" crf {predictor.crf_iterations}" if predictor.crf_iterations else "")
+    )
+
+
+def evaluate_run(run_dir: str | Path, split: str | None = None, data_root: str | Path | None = None,
+                 device: str = "auto", log: Callable[[str], None] = print, **protocol) -> dict:  # fmt: skip
+    """Score a finished run's predicting network on any split with masks, with the cheap references
+    (random among tags, largest class by mask) on the same images; nothing is trained and the run's
+    ``config.yaml`` and ``stages.json`` are left as they are.
+
+    Args:
+        run_dir: the run folder.
+        split: a split of the dataset (``a+b`` joins); default the run's ``data.val_split``.
+        data_root: the dataset folder, if not the run's ``data.root`` (e.g. a copy with a test split).
+        protocol: test-time overrides (``scales``, ``flip``, ``crf_iterations``, ``slide_above``, ...).
+
+    Returns the entry it writes to ``metrics.json`` under ``eval`` -> split -> protocol (e.g.
+    ``metrics["eval"]["test"]["scales 1"]``): the mIoU, pixel accuracy and per-class IoU, the references,
+    the images scored and the dataset read.
+    """
+    from lesseg.data import read_dataset
+    from lesseg.data.preflight import prepare_run_data
+    from lesseg.eval import read_metrics, record_metrics
+    from lesseg.stages.references import mask_references
+    from lesseg.stages.segmenter import split_scores
+
+    run_dir = Path(run_dir)
+    predictor = load_run(run_dir, device=device, **protocol)  # checks the run folder first
+    cfg = load_config(run_dir / "config.yaml")
+    d = cfg.data
+    split = split or d.val_split
+    root = Path(data_root) if data_root is not None else Path(d.root)
+    with hold_run_folder(run_dir, log=log):
+        source = read_dataset(root, d.format, **d.options)
+        source, _ = prepare_run_data(source, [split], run_dir, d.skip_bad, log, write=False)
+        ctx = RunContext(cfg, run_dir, source=source)
+        images = [r for r in source.split(split) if r.mask is not None]
+        if not images:
+            raise DataError(f"{root}: split {split!r} has no masks to score against")
+        entry = split_scores(ctx, predictor, split)
+        entry.update(images=len(images), data_root=str(root), references=mask_references(ctx, split))
+        metrics = read_metrics(run_dir).get("eval", {})
+        metrics.setdefault(split, {})[protocol_name(predictor)] = entry
+        record_metrics(run_dir, "eval", metrics)
+    return entry
 
 
 def predict(run_dir: str | Path, images, out_dir: str | Path, **kwargs) -> list[Path]:

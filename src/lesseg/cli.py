@@ -131,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     predict.set_defaults(func=_cmd_predict)
 
+    ev = commands.add_parser(
+        "eval", help="score a finished run on any split with masks (nothing is retrained or changed)"
+    )
+    ev.add_argument("run", type=Path, help="a finished run folder (runs/NAME)")
+    ev.add_argument(
+        "--split", help="the split to score, e.g. test or val+train (default: the run's val split)"
+    )
+    ev.add_argument("--data-root", type=Path, help="the dataset folder (default: the run's data.root)")
+    ev.add_argument("--scales", type=_scales, help="test-time scales (default: the run's)")
+    ev_flip = ev.add_mutually_exclusive_group()
+    ev_flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="add flipped passes")
+    ev_flip.add_argument("--no-flip", dest="flip", action="store_false", help="no flipped passes")
+    ev.add_argument("--crf", type=int, metavar="N", help="dense-CRF iterations (needs the crf extra)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    ev.set_defaults(func=_cmd_eval)
+
     train = commands.add_parser(
         "train", help="train a method's network (resumes a killed run; runs under torchrun as it is)"
     )
@@ -174,6 +190,26 @@ def _cmd_predict(args) -> int:
         )
         return EXIT_USAGE
     print(f"{len(written)} masks (class-index PNG) and overlays (<name>_overlay.png) in {args.out}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from lesseg.api import evaluate_run
+
+    entry = evaluate_run(args.run, split=args.split, data_root=args.data_root, device=args.device,
+                         scales=args.scales, flip=args.flip, crf_iterations=args.crf)  # fmt: skip
+    split = args.split or "the val split"
+    print(
+        f"{'scored':<14} {'mIoU':>6} {'pixel acc':>9}  images {entry['images']} of {split} in {entry['data_root']}"
+    )
+    print(f"{'prediction':<14} {entry['miou']:>6.3f} {entry['pixel_acc']:>9.3f}")
+    for name, ref in entry["references"].items():
+        print(f"{name:<14} {ref['miou']:>6.3f} {'':>9}  (reads the masks: a diagnostic)" if name == "largest_class"
+              else f"{name:<14} {ref['miou']:>6.3f}")  # fmt: skip
+    tags = entry["references"]["random_tags"]["miou"]
+    if entry["miou"] < tags:
+        print(f"the prediction ({entry['miou']:.3f}) is BELOW the random-among-tags reference ({tags:.3f})")
+    print(f"written to {args.run / 'metrics.json'} under eval")
     return 0
 
 

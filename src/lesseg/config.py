@@ -37,7 +37,9 @@ def _f(default: Any, **meta: Any) -> Any:
     """A dataclass field (a callable default is a factory) with validation metadata.
 
     ``neutral=True`` marks a key added after runs existed whose default keeps the earlier behaviour: at
-    its default it is left out of stage hashes (:func:`config_hash`), so adding it re-runs nothing."""
+    its default it is left out of stage hashes (:func:`config_hash`), so adding it re-runs nothing.
+    ``eval_only=True`` marks a key that changes only evaluations (``data.val_split``): sections hash it at
+    its default, so training stages ignore it; the stages that evaluate name it themselves."""
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -49,7 +51,7 @@ class DataConfig:
     format: str = _f("auto", choices=("auto", "folder", "voc", "cityscapes", "cocostuff", "camvid"))
     options: dict[str, Any] = _f(dict)  # reader options, e.g. {"protocol": "27"}
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str = _f("val", eval_only=True)  # evaluation only: changing it retrains nothing
     crop_size: int = _f(224, min=1)
     # Training images are rescaled by a random factor drawn uniformly from [low, high], then cropped.
     scale_range: tuple[float, float] = _f((0.5, 1.5), check=(lambda r: 0 < r[0] <= r[1], "0 < low <= high"))
@@ -300,7 +302,10 @@ class SegmenterConfig:
 class EvalConfig:
     """Evaluation and report settings."""
 
-    references: bool = True  # untrained network, largest class by mask, random among tags
+    # The untrained-network references (the CAM family: the untrained classifier through cams and
+    # pseudo_labels, the untrained segmenter on val); the cheap ones (random among tags, largest class by
+    # mask) always run.
+    references: bool = True
     gallery: int = _f(8, min=0)  # images shown in report.html
     # Also run the refinement stages and score every pseudo-label variant (CAM, CAM + CRF, random walk,
     # random walk + CRF) on train, whatever pseudo_labels.source is (the CRF rows need the crf extra).
@@ -593,34 +598,60 @@ def save_config(cfg: Config | dict, path: str | Path) -> Path:
 _NEUTRAL = object()  # a neutral key at its default: absent from hashes
 
 
-def hash_view(cfg: Any) -> Any:
-    """``config_to_dict`` without the ``neutral`` keys that are at their defaults."""
+def _default(f) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def hash_view(cfg: Any, pinned: list[str] | None = None, prefix: str = "") -> Any:
+    """``config_to_dict`` as hashes see it: ``neutral`` keys at their defaults left out, ``eval_only``
+    keys at their defaults whatever their value (their dotted names are appended to ``pinned``)."""
     if not (is_dataclass(cfg) and not isinstance(cfg, type)):
         return config_to_dict(cfg)
     out = {}
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if f.metadata.get("neutral"):
-            default = f.default_factory() if callable(f.default_factory) else f.default
-            if value == default:
-                continue
-        out[f.name] = hash_view(value)
+        if f.metadata.get("eval_only"):
+            if pinned is not None and value != _default(f):
+                pinned.append(prefix + f.name)
+            value = _default(f)
+        elif f.metadata.get("neutral") and value == _default(f):
+            continue
+        out[f.name] = hash_view(value, pinned, f"{prefix}{f.name}.")
     return out
 
 
 def config_hash(cfg: Config | dict, keys: Sequence[str] | None = None) -> str:
-    """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``;
-    ``neutral`` keys at their defaults are left out (see :func:`_f`)."""
-    data = hash_view(cfg)
+    """12 hex chars of sha256 over canonical JSON of the config, or of the dotted sections ``keys``.
+
+    ``neutral`` keys at their defaults are left out, and inside a section ``eval_only`` keys count at
+    their default (see :func:`_f`): a stage hashing the whole ``data`` section does not re-run for another
+    val split. A stage that names an ``eval_only`` key itself (``data.val_split``) hashes its value, and
+    leaves it out at its default as it does a neutral key's."""
+    pinned: list[str] = []
+    data = hash_view(cfg, pinned)
     if keys is not None:
         keys = [keys] if isinstance(keys, str) else keys
         full = config_to_dict(cfg)
         for key in keys:
             _lookup(full, key)  # an unknown key is an error, a neutral one at its default is not
-        picked = {key: _lookup(data, key, missing=_NEUTRAL) for key in keys}
+        evaluated = [key for key in keys if key in pinned or _is_eval_only(cfg, key)]
+        picked = {key: _lookup(full if key in pinned else data, key, missing=_NEUTRAL) for key in keys}
+        for key in evaluated:  # named by an evaluating stage: its value, left out at its default (neutral)
+            if key not in pinned:
+                del picked[key]
         data = {k: v for k, v in picked.items() if v is not _NEUTRAL}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _is_eval_only(cfg: Any, key: str) -> bool:
+    """Whether dotted ``key`` names an ``eval_only`` field of the dataclass config ``cfg``."""
+    *path, name = key.split(".")
+    for part in path:
+        cfg = getattr(cfg, part, None)
+    if not (is_dataclass(cfg) and not isinstance(cfg, type)):
+        return False
+    return any(f.name == name and f.metadata.get("eval_only") for f in fields(cfg))
 
 
 def _lookup(data: dict, key: str, missing: Any = None) -> Any:

@@ -90,15 +90,25 @@ class Pipeline:
         state = self.read_state(ctx.run_dir) if state is None else state
         return state.get(name, {}).get("hash") == self.stage_hash(name, ctx.cfg)
 
-    def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print,
-            until: str | None = None) -> dict:  # fmt: skip
-        """Run every stage that is not up to date, in order (up to and including ``until``); or just
-        ``only`` (always re-run, its needs must be done). Returns ``stages.json``'s content."""
+    def check(self, ctx: RunContext, only: str | None = None, until: str | None = None) -> None:
+        """ConfigError for an unknown stage name, or when ``only``'s upstream stages are not done: what
+        :meth:`run` would refuse, said before anything is written."""
         for name in (only, until):
             if name is not None and name not in self.stages:
                 raise ConfigError(
                     f"unknown stage {name!r}{did_you_mean(name, self.stages)}; stages: {', '.join(self.stages)}"
                 )
+        if only is not None:
+            state = self.read_state(ctx.run_dir)
+            stale = [n for n in self.stages[only].needs if not self.is_done(n, ctx, state)]
+            if stale:
+                raise ConfigError(f"stage {only!r} needs {', '.join(stale)} first (run without --stage)")
+
+    def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print,
+            until: str | None = None) -> dict:  # fmt: skip
+        """Run every stage that is not up to date, in order (up to and including ``until``); or just
+        ``only`` (always re-run, its needs must be done). Returns ``stages.json``'s content."""
+        self.check(ctx, only, until)
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.read_state(ctx.run_dir)
         main = ctx.env is None or ctx.env.is_main

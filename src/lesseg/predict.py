@@ -25,6 +25,7 @@ from lesseg.data.imageio import color_palette, load_image, save_label_png
 from lesseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lesseg.engine.distributed import resolve_device
 from lesseg.errors import ConfigError, DataError
+from lesseg.progress import track
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -257,7 +258,7 @@ class Predictor:
             raise DataError(f"several input images share the name(s) {dup[:5]}: their outputs would collide")
         palette = color_palette(self.classes.num_classes, self.classes.ignore_index)
         written = []
-        for path in images:
+        for path in track(images, "predict"):
             try:
                 image = load_image(path)
             except DataError as e:

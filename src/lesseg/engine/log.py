@@ -1,13 +1,13 @@
-"""What a training run reports: a progress bar, one JSON line per logged step, TensorBoard when installed."""
+"""What a training run reports: its progress on the console, one JSON line per logged step, TensorBoard when
+installed."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from lesseg.progress import Progress
 
 
 class RunLogger:
@@ -20,6 +20,8 @@ class RunLogger:
         resume_step: on resume, this stage's lines past this step (written after the last checkpoint) are
             dropped, so the log reads as if the run had never stopped; a fresh start drops all of its lines.
         stage: the name written into every line, so several trained networks can share one log.
+        progress: True/False forces the console bar on/off; None: :mod:`lesseg.progress` decides (a bar on
+            a terminal, one line at the end otherwise).
     """
 
     def __init__(
@@ -46,10 +48,8 @@ class RunLogger:
 
             kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and keep(json.loads(ln))]
             self.path.write_text("".join(ln + "\n" for ln in kept))
-        show = sys.stderr.isatty() if progress is None else progress
-        self.bar = tqdm(
-            total=total_steps, initial=resume_step, disable=not show, dynamic_ncols=True, unit="step"
-        )
+        mode = None if progress is None else ("bar" if progress else "off")
+        self.bar = Progress(stage, total_steps, "step", mode=mode, initial=resume_step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -74,7 +74,12 @@ class RunLogger:
 
     def postfix(self, **values: float) -> None:
         if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            self.bar.postfix(**values)
+
+    def note(self, text: str) -> None:
+        """A line on the console (above the bar on a terminal)."""
+        if self.bar is not None:
+            self.bar.note(text)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -37,6 +37,7 @@ from lesseg.engine.log import RunLogger
 from lesseg.engine.optim import build_optimizer, build_scheduler, model_param_groups
 from lesseg.engine.sampler import ResumableSampler
 from lesseg.errors import ConfigError, DataError
+from lesseg.progress import format_duration
 
 
 def loader_context(workers: int) -> str | None:
@@ -343,27 +344,40 @@ class Trainer:
         """Train the rest of epoch ``at.epoch``, logging every ``train.log_every`` steps and checkpointing
         every ``train.checkpoint_every``."""
         s, world = self.settings.train, self.env.world_size
-        window_start, window_images = time.perf_counter(), 0
+        window_start, window_images, window_steps = time.perf_counter(), 0, 0
         for batch in self._batches(at.epoch, logger, at):
             losses, lr = self._step(batch, at)
             at.step += 1
             at.batch_in_epoch += 1
+            window_steps += 1
             window_images += _batch_len(batch) * world
             logger.progress(1)
             if at.step % s.log_every == 0 or at.step == self.total:
                 scalars = mean_over_processes({k: float(v.detach()) for k, v in losses.items()}, self.env)
-                rate = window_images / (time.perf_counter() - window_start)
+                seconds = time.perf_counter() - window_start
+                rate = window_images / seconds
                 logger.log({"step": at.step, "epoch": at.epoch, **scalars, "lr": lr, "images_per_s": rate})
-                logger.postfix(loss=scalars["loss"], img_s=rate)
-                window_start, window_images = time.perf_counter(), 0
+                logger.postfix(epoch=at.epoch, loss=scalars["loss"], img_s=rate)
+                if not self._estimated and at.step < self.total:
+                    self._estimated = True
+                    self._say_expected_length(logger, at, window_steps, seconds, rate)
+                window_start, window_images, window_steps = time.perf_counter(), 0, 0
             if s.checkpoint_every and at.step % s.checkpoint_every == 0:
                 self._checkpoint(at)
+
+    def _say_expected_length(self, logger: RunLogger, at: _Progress, steps: int, seconds: float, rate: float):
+        """Once per fit, after its first logged steps: how long the rest will take at their speed."""
+        left = (self.total - at.step) * seconds / max(1, steps)
+        logger.note(f"{self.name}: {self.total} steps ({self.settings.train.epochs} epochs), about "
+                    f"{format_duration(left)} left at {rate:.1f} images/s (measured on steps "
+                    f"{at.step - steps + 1}-{at.step}; the shipped configs' times are for an idle machine)")  # fmt: skip
 
     # ---- the loop ------------------------------------------------------------------------------------
 
     def fit(self) -> nn.Module:
         """Train to ``train.epochs`` (resuming this run's checkpoint) and return the unwrapped model."""
         self._build()
+        self._estimated = False
         at = self._resume()
         logger = RunLogger(
             self.run_dir, self.total, enabled=self.env.is_main, resume_step=at.step, stage=self.name

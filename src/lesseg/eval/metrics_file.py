@@ -80,4 +80,15 @@ def format_headline(metrics: dict[str, Any]) -> str:
         if r["reference_name"]:
             notes.append(f"ref: {r['reference_name']}")
         lines.append(f"{r['stage']:<14} {r['miou']:>6.3f} {ref:>9} {margin:>7}  {', '.join(notes)}")
+    lines += below_reference(headline(metrics))
     return "\n".join(lines)
+
+
+def below_reference(rows: list[dict[str, Any]]) -> list[str]:
+    """A sentence for every headline row that scores below its best reference."""
+    out = []
+    for r in rows:
+        if r["margin"] is not None and r["margin"] < 0:
+            out.append(f"{r['stage']}: mIoU {r['miou']:.3f} is BELOW the {r['reference_name']} reference "
+                       f"({r['reference']:.3f}): this stage learned less than that reference gives for free")  # fmt: skip
+    return out

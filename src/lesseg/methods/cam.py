@@ -92,8 +92,7 @@ class CAMMethod(Method):
                             init_note("segmenter", cfg.segmenter.model, cfg.segmenter.init_from_classifier)]) + ".",
                  "CAM and pseudo-label rows are on the training images, against their masks (read for "
                  "evaluation only); the segmenter row is on val."]  # fmt: skip
-        if cfg.eval.references:
-            notes.append(
-                "references/random_tags and references/largest_class read the masks: diagnostics, not baselines."
-            )
+        notes.append(
+            "references/random_tags and references/largest_class read the masks: diagnostics, not baselines."
+        )
         return notes

@@ -40,6 +40,7 @@ from lesseg.methods.cam import CAMMethod
 from lesseg.models import MCISNet, multilabel_soft_margin_loss
 from lesseg.pipeline import Stage
 from lesseg.predict import normalize_image
+from lesseg.progress import track
 from lesseg.refine import CamResult, save_cams
 from lesseg.registry import register_method
 from lesseg.stages import weak_supervision_stages
@@ -221,7 +222,7 @@ def infer_cosegmentation_cams(ctx) -> None:
     def partner(j: int) -> torch.Tensor:
         return normalize_image(load_image(records[j].image)).to(device)
 
-    for i in mine:
+    for i in track(mine, "co-segmentation cams", enabled=ctx.env is None or ctx.env.is_main):
         image = load_image(records[i].image)
         if not tags[i]:
             save_cams(

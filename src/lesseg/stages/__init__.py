@@ -80,6 +80,7 @@ def weak_supervision_stages(cfg) -> list[Stage]:
             "evaluate",
             evaluate_segmenter,
             (
+                "data.val_split",
                 "segmenter.test_scales",
                 "segmenter.test_flip",
                 "segmenter.test_crf_iterations",
@@ -95,6 +96,7 @@ def weak_supervision_stages(cfg) -> list[Stage]:
             (
                 *method_keys(cfg),
                 "data",
+                "data.val_split",
                 "model",
                 "train.seed",
                 "cams",

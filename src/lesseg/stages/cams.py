@@ -16,6 +16,7 @@ from lesseg.data.imageio import load_image
 from lesseg.engine.distributed import barrier
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
+from lesseg.progress import Progress, track
 from lesseg.refine import cams_to_labels, infer_cams, load_cams, save_cams
 from lesseg.stages.common import device_of, is_main, load_weights
 
@@ -33,6 +34,7 @@ def compute_cams(ctx: RunContext, model: nn.Module, folder: str = "cams") -> Non
     if ctx.env is not None:
         records = records[ctx.env.rank :: ctx.env.world_size]
     chunk = cfg.cams.batch_size * 4  # images held in memory at once; sorted by size inside
+    progress = Progress(folder.replace("/", " "), len(records), enabled=is_main(ctx))
     for start in range(0, len(records), chunk):
         part = records[start : start + chunk]
         images = [load_image(r.image) for r in part]
@@ -41,6 +43,8 @@ def compute_cams(ctx: RunContext, model: nn.Module, folder: str = "cams") -> Non
                              batch_size=cfg.cams.batch_size, device=device_of(ctx))  # fmt: skip
         for r, res in zip(part, results):
             save_cams(cam_path(ctx, r.id, folder), res)
+        progress.update(len(part))
+    progress.close()
     if ctx.env is not None:
         barrier(ctx.env)
 
@@ -66,7 +70,7 @@ def score_cams(ctx: RunContext, folder: str = "cams") -> dict:
     multi = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     configured = cfg.pseudo_labels.bg_threshold if classes.background is not None else None
     at_configured = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
-    for r in records:
+    for r in track(records, f"{folder.replace('/', ' ')} scored", enabled=is_main(ctx)):
         res = load_cams(cam_path(ctx, r.id, folder))
         gt = source.load_mask(r)
         for t, cm in every.items():

@@ -9,6 +9,7 @@ import numpy as np
 from lesseg.data.imageio import load_image, load_label_png
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.pipeline import RunContext
+from lesseg.progress import track
 from lesseg.refine import cams_to_labels, load_cams, save_pseudo_label
 from lesseg.stages.cams import cam_path
 from lesseg.stages.common import is_main
@@ -92,7 +93,9 @@ def pseudo_label_scores(
     classes = source.classes
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     labelled = total = 0
-    for r in source.split(cfg.data.train_split):
+    for r in track(
+        source.split(cfg.data.train_split), f"pseudo-labels from {cam_folder}", enabled=is_main(ctx)
+    ):
         label = make_label(ctx, r, cam_folder, crf_iterations)
         if write:
             save_pseudo_label(label_path(ctx, r.id), label, classes)

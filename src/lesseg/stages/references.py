@@ -4,7 +4,8 @@ images and written to metrics.json under ``references``, for any method.
 - ``random_tags``: every pixel drawn uniformly among the image's tags (and the background class, when the
   dataset has one): what the tags alone give.
 - ``largest_class``: every pixel labelled with the image's largest class by its mask.
-- what the method's ``untrained_references`` add; the CAM family: ``untrained``, the classifier at its
+- what the method's ``untrained_references`` add (unless ``eval.references=false``); the CAM family:
+  ``untrained``, the classifier at its
   initial weights (same seed as the trained one) through the same ``cams`` and ``pseudo_labels`` steps,
   and the DeepLabv3+ at its initial weights on val (:func:`untrained_cam_pipeline`). It says how much of a
   score is the pipeline's machinery (multi-scale maps, tags, the background plane) rather than learning.
@@ -33,17 +34,23 @@ UNTRAINED_CAMS = "references/untrained_cams"
 
 
 def compute_references(ctx: RunContext) -> None:
-    if not ctx.cfg.eval.references:
-        if is_main(ctx):
-            record_metrics(ctx.run_dir, "references", {})
-        return
-    out = ctx.method.untrained_references(ctx)
+    """The cheap references on train and val, always; the method's untrained pass unless
+    ``eval.references=false`` (it costs a CAM inference)."""
+    out = ctx.method.untrained_references(ctx) if ctx.cfg.eval.references else {}
     if not is_main(ctx):
         return
-    for name, labeller in (("random_tags", _random_among_tags), ("largest_class", _largest_class)):
-        out[name] = {split: _mask_reference(ctx, split, labeller, multi=split == "train")
-                     for split in ("train", "val")}  # fmt: skip
+    names = {"train": ctx.cfg.data.train_split, "val": ctx.cfg.data.val_split}
+    for role, split in names.items():
+        for name, scores in mask_references(ctx, split, multi=role == "train").items():
+            out.setdefault(name, {})[role] = scores
     record_metrics(ctx.run_dir, "references", out)
+
+
+def mask_references(ctx: RunContext, split: str, multi: bool = False) -> dict:
+    """``{"random_tags": {...}, "largest_class": {...}}`` on the masks of ``split`` (see the module
+    docstring); ``multi`` adds the mIoU over multi-tag images (datasets without a background class)."""
+    return {name: _mask_reference(ctx, split, labeller, multi)
+            for name, labeller in (("random_tags", _random_among_tags), ("largest_class", _largest_class))}  # fmt: skip
 
 
 def untrained_cam_pipeline(ctx: RunContext) -> dict:
@@ -94,10 +101,9 @@ def _largest_class(source, record, mask: np.ndarray) -> np.ndarray:
     return np.full(mask.shape, np.bincount(valid).argmax(), np.int64)
 
 
-def _mask_reference(ctx: RunContext, split: str, labeller, multi: bool) -> dict:
+def _mask_reference(ctx: RunContext, split_name: str, labeller, multi: bool) -> dict:
     source = ctx.source
     classes = source.classes
-    split_name = ctx.cfg.data.train_split if split == "train" else ctx.cfg.data.val_split
     every = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     several = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
     for r in source.split(split_name):

@@ -23,6 +23,7 @@ from lesseg.eval import record_metrics
 from lesseg.models.boundary import BoundaryNet
 from lesseg.pipeline import RunContext
 from lesseg.predict import normalize_image
+from lesseg.progress import track
 from lesseg.refine import CamResult, load_cams, save_cams, save_pseudo_label
 from lesseg.refine.affinity import affinities_from_boundary, pair_offsets
 from lesseg.refine.affinity_labels import affinity_labels, downsample_labels
@@ -55,7 +56,7 @@ def make_affinity_labels(ctx: RunContext) -> None:
     records = source.split(cfg.data.train_split)
     if ctx.env is not None:
         records = records[ctx.env.rank :: ctx.env.world_size]
-    for r in records:
+    for r in track(records, "affinity labels", enabled=is_main(ctx)):
         res = load_cams(cam_path(ctx, r.id))
         label = affinity_labels(res, source.classes, fg_threshold=a.fg_threshold, bg_threshold=a.bg_threshold,
                                 crf=crf, image=load_image(r.image) if crf else None, min_score=a.min_score,
@@ -120,7 +121,7 @@ def run_random_walk(ctx: RunContext) -> None:
     records = source.split(cfg.data.train_split)
     if ctx.env is not None:
         records = records[ctx.env.rank :: ctx.env.world_size]
-    for r in records:
+    for r in track(records, "random walk", enabled=is_main(ctx)):
         res = load_cams(cam_path(ctx, r.id))
         h, w = res.cams.shape[-2:]
         if len(res.classes):

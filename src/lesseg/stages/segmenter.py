@@ -17,6 +17,7 @@ from lesseg.eval import ConfusionMatrix, record_metrics, subset_miou
 from lesseg.models import create_model
 from lesseg.pipeline import RunContext
 from lesseg.predict import Predictor
+from lesseg.progress import track
 from lesseg.stages.common import device_of, is_main, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
 
@@ -88,7 +89,8 @@ def split_scores(ctx: RunContext, predictor: Predictor, split: str | None = None
     source = ctx.source
     classes = source.classes
     cm = ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index)
-    for r in source.split(split or ctx.cfg.data.val_split):
+    split = split or ctx.cfg.data.val_split
+    for r in track(source.split(split), f"scoring {split}", enabled=is_main(ctx)):
         if r.mask is not None:
             cm.update(predictor.predict(load_image(r.image)), source.load_mask(r))
     return cm.metrics(classes.classes).to_dict()

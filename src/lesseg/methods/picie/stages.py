@@ -27,6 +27,7 @@ from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.eval.matching import hungarian_match, majority_match
 from lesseg.methods.picie.core import base_transform, centroid_logits, cluster_weights, view_features
 from lesseg.pipeline import RunContext, Stage
+from lesseg.progress import track
 from lesseg.stages import classifier_keys
 from lesseg.stages.common import device_of, is_main, load_weights, train_and_save
 from lesseg.stages.report import write_run_report
@@ -117,7 +118,7 @@ def cluster_views(model: torch.nn.Module, dataset, method, device: torch.device)
                            seed=cfg.train.seed + v, backend=m.kmeans_backend) for v in range(views)]  # fmt: skip
     loader = _loader(dataset, m.cluster_batch_size, cfg.data.workers)
     budget, cache = m.feature_cache_mb * 2**20, []
-    for batch in loader:
+    for batch in track(loader, "clustering the views", unit="batch"):
         feats = view_features(model, {k: _to(v, device) for k, v in batch.items()}, method.two_views)
         for km, f in zip(kms, feats):
             km.add(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
@@ -166,7 +167,7 @@ def fit_eval_clusters(model: torch.nn.Module, dataset: SegDataset, cfg, k: int, 
     km = StreamingKMeans(k, m.kmeans_init_batches, m.kmeans_init_sample, m.kmeans_iterations,
                          seed=cfg.train.seed, backend=m.kmeans_backend)  # fmt: skip
     batch = m.cluster_batch_size if m.eval_crop == "center" else 1  # whole images differ in size
-    for b in _loader(dataset, batch, cfg.data.workers):
+    for b in track(_loader(dataset, batch, cfg.data.workers), "evaluation k-means", unit="batch"):
         f = model(b["image"].to(device))["features"]
         km.add(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
     return km.finish()
@@ -198,7 +199,7 @@ def evaluate_clusters(ctx: RunContext) -> None:
     if any(r.mask is not None for r in val.records):
         cm = ConfusionMatrix(classes.num_classes, num_preds=k, ignore_index=classes.ignore_index)
         start, n = time.perf_counter(), 0
-        for b in _loader(val, 1, cfg.data.workers):
+        for b in track(_loader(val, 1, cfg.data.workers), f"scoring {cfg.data.val_split}"):
             if bool(b["has_mask"][0]):
                 cm.update(predict_clusters(model, centroids, b["image"].to(device)).cpu(), b["mask"])
                 n += 1
