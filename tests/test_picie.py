@@ -243,6 +243,25 @@ def test_mdc_trains_on_one_view(tmp_path):
     assert min(ev["majority"]["cluster_to_class"]) >= 0 and ev["majority"]["optimistic"]
     assert ev["majority"]["miou"] >= ev["miou"]
     assert "clusters" in (run_dir / "report.html").read_text()  # the gallery's cluster panels
+    # scored where the labels are (40 px masks from a 32 px network input), and said so
+    assert ev["split"] == "val" and ev["eval_resolution"].startswith("each mask's own resolution")
+    assert "own resolution" in (run_dir / "report.html").read_text()
+    assert 2 * 40 * 40 - 2 <= ev["num_pixels"] <= 2 * 40 * 40  # two val masks at 40x40
+
+
+@pytest.mark.parametrize("resolution", ["labels", "input"])
+def test_cluster_eval_at_label_or_input_resolution(tmp_path, resolution):
+    from lesseg.api import run
+
+    root = make_tiny_folder_dataset(tmp_path / "data", n=8, size=40)
+    cfg = load_config("configs/picie/synthetic.yaml", [
+        f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "data.batch_size=2", "data.workers=0",
+        "train.epochs=0", "data.crop_size=16", "method.base_size=40", "method.cluster_batch_size=2",
+        "method.kmeans_init_batches=1", f"method.eval_resolution={resolution}", "eval.gallery=0",
+    ])  # fmt: skip
+    ev = json.loads((run(cfg, log=lambda _: None) / "metrics.json").read_text())["cluster_eval"]
+    side = 40 if resolution == "labels" else 16  # whole 40 px masks, or resized to the 16 px input
+    assert ev["num_pixels"] in range(2 * side * side - 2, 2 * side * side + 1)
 
 
 def test_evaluation_settings_do_not_retrain_the_network():

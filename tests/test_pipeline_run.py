@@ -158,7 +158,8 @@ def test_predict_cli_and_api(finished_run, textured, tmp_path, capsys):
         image = np.asarray(Image.open(p).convert("RGB"))
         assert mask.shape == image.shape[:2] and mask.max() < 4
         np.testing.assert_array_equal(mask, predictor.predict(image))
-        assert Image.open(out / f"{p.stem}_overlay.png").size == (image.shape[1], image.shape[0])
+        width, height = Image.open(out / f"{p.stem}_overlay.png").size
+        assert width == image.shape[1] and height > image.shape[0]  # the overlay, then its legend
     assert main(["predict", str(tmp_path / "nope"), str(images), "--out", str(out)]) == 2
     assert "nope: no such run folder" in capsys.readouterr().err
 

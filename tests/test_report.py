@@ -191,3 +191,18 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     imgs = re.findall(r"<img\b[^>]*>", dom)
     assert len(imgs) == len(MARKERS) * 5
     assert all('src="data:image/png;base64,' in tag for tag in imgs)
+
+
+def test_legend_shows_the_classes_in_the_mask():
+    from lesseg.data.imageio import color_palette
+    from lesseg.report.visualize import with_legend
+
+    mask = np.zeros((40, 300), np.int64)
+    mask[:, 150:] = 2
+    palette = color_palette(3)
+    out = with_legend(np.zeros((40, 300, 3), np.uint8), mask, ["sky", "road", "car"], palette)
+    assert out.shape[1] == 300 and out.shape[0] > 40
+    strip = out[40:].reshape(-1, 3)
+    colours = {tuple(c) for c in strip}
+    assert tuple(palette[2]) in colours and tuple(palette[0]) in colours  # the swatches of sky and car
+    assert tuple(palette[1]) not in colours  # road is not in the mask

@@ -227,7 +227,8 @@ class Predictor:
                       stop_on_error: bool = False, on_error: Callable[[str], None] | None = None,
                       ) -> list[Path]:  # fmt: skip
         """For each image (files, or folders of images): ``<stem>.png``, a palette PNG whose pixel values are
-        class indices, and ``<stem>_overlay.png``, the colours over the image. Returns the mask paths.
+        class indices, and ``<stem>_overlay.png``, the colours over the image with a legend of the classes
+        it shows below it. Returns the mask paths.
 
         An image that cannot be read (or a path that does not exist) does not stop the others: each is
         passed to ``on_error`` as one line, and at the end :class:`PredictionErrors` lists them (after every
@@ -236,7 +237,7 @@ class Predictor:
         from PIL import Image
 
         from lesseg.io import atomic_write
-        from lesseg.report.visualize import overlay
+        from lesseg.report.visualize import overlay, with_legend
 
         out_dir = prepare_output_dir(out_dir)
         failed: list[str] = []
@@ -265,7 +266,9 @@ class Predictor:
                 fail(str(e))
                 continue
             mask = self.predict(image)
-            blended = Image.fromarray(overlay(image, mask, alpha, palette, self.classes.ignore_index))
+            ignore = self.classes.ignore_index
+            blended = overlay(image, mask, alpha, palette, ignore)
+            blended = Image.fromarray(with_legend(blended, mask, self.classes.classes, palette, ignore))
             try:
                 save_label_png(out_dir / f"{path.stem}.png", mask, palette)
                 atomic_write(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from lesseg.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from lesseg.engine.distributed import (
@@ -151,6 +151,38 @@ class _SkipBad(Dataset):
             return {"_bad": str(e)}
 
 
+class _WithEpoch(Sampler):
+    """A sampler's indices as ``(epoch, index)``, the epoch being the sampler's current one."""
+
+    def __init__(self, sampler: ResumableSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+
+class _EpochIndexed(Dataset):
+    """Takes ``(epoch, index)`` and calls the dataset's ``set_epoch`` when the epoch changes: how a
+    persistent worker's copy of the dataset learns the epoch."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        epoch, index = item
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[index]
+
+
 def _collate_skipping(samples: list[dict]) -> dict:
     bad = [s["_bad"] for s in samples if "_bad" in s]
     good = [s for s in samples if "_bad" not in s]
@@ -233,13 +265,25 @@ class Trainer:
 
     # ---- pieces of a fit -----------------------------------------------------------------------------
 
+    @property
+    def _persistent(self) -> bool:
+        """Workers live across epochs (``persistent_workers``) unless an ``epoch_start`` hook may change the
+        dataset between epochs (PiCIE's labels), which workers started before it would not see."""
+        return self.settings.workers > 0 and self.epoch_start is None
+
     def _loader(self, sampler: ResumableSampler, epoch: int) -> DataLoader:
+        """The epoch's DataLoader; with persistent workers one for the whole fit, whose sampler hands each
+        index with its epoch so the workers' copies of the dataset follow ``set_epoch``."""
         s = self.settings
-        ds = _SkipBad(self.dataset) if s.skip_bad else self.dataset
-        return DataLoader(
+        persistent = self._persistent
+        if persistent and getattr(self, "_persistent_loader", None) is not None:
+            return self._persistent_loader
+        ds = _EpochIndexed(self.dataset) if persistent else self.dataset
+        ds = _SkipBad(ds) if s.skip_bad else ds
+        loader = DataLoader(
             ds,
             batch_size=sampler.batch_size,
-            sampler=sampler,
+            sampler=_WithEpoch(sampler) if persistent else sampler,
             num_workers=s.workers,
             collate_fn=_collate_skipping if s.skip_bad else None,
             pin_memory=self.env.device.type == "cuda",
@@ -247,7 +291,11 @@ class Trainer:
             # run would see different random numbers than an uninterrupted one
             generator=torch.Generator().manual_seed(s.train.seed * 1000 + epoch),
             multiprocessing_context=loader_context(s.workers),
+            persistent_workers=persistent,
         )
+        if persistent:
+            self._persistent_loader = loader
+        return loader
 
     def _build(self) -> None:
         """Sampler, wrapped model, optimiser, schedule, grad scaler and autocast for this fit."""
@@ -377,7 +425,7 @@ class Trainer:
     def fit(self) -> nn.Module:
         """Train to ``train.epochs`` (resuming this run's checkpoint) and return the unwrapped model."""
         self._build()
-        self._estimated = False
+        self._estimated, self._persistent_loader = False, None
         at = self._resume()
         logger = RunLogger(
             self.run_dir, self.total, enabled=self.env.is_main, resume_step=at.step, stage=self.name
@@ -401,4 +449,5 @@ class Trainer:
             at.epoch, at.batch_in_epoch = at.epoch + 1, 0
             self._checkpoint(at)
         logger.close()
+        self._persistent_loader = None  # its workers exit
         return unwrap(self.model)

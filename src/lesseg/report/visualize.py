@@ -81,6 +81,48 @@ def overlay(
     return (blended + 0.5).astype(np.uint8)
 
 
+def with_legend(picture: np.ndarray, mask: np.ndarray, class_names, palette: np.ndarray | None = None,
+                ignore_index: int = 255) -> np.ndarray:  # fmt: skip
+    """``picture`` (HxWx3) with a legend strip below it: a colour swatch and the name of every class
+    present in ``mask``, in class order, wrapped to the picture's width (text scales with it)."""
+    from PIL import ImageDraw, ImageFont
+
+    picture = as_rgb_uint8(picture)
+    pal = np.asarray(
+        color_palette(256, ignore_index) if palette is None else palette, dtype=np.uint8
+    ).reshape(-1, 3)
+    present = [int(c) for c in np.unique(mask) if c != ignore_index]
+    names = [(c, str(class_names[c]) if c < len(class_names) else f"class {c}") for c in present]
+    width = picture.shape[1]
+    size = max(11, width // 90)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    pad, swatch = size // 2, size
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    items = [(c, n, swatch + pad // 2 + int(probe.textlength(n, font=font)) + 2 * pad) for c, n in names]
+    rows, x = [[]], pad
+    for item in items:
+        if rows[-1] and x + item[2] > width:
+            rows.append([])
+            x = pad
+        rows[-1].append(item)
+        x += item[2]
+    row_h = size + pad
+    strip = Image.new("RGB", (width, pad + row_h * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        x, y = pad, pad + r * row_h
+        for c, name, w in row:
+            draw.rectangle(
+                [x, y, x + swatch, y + swatch], fill=tuple(int(v) for v in pal[c]), outline=(90, 90, 90)
+            )
+            draw.text((x + swatch + pad // 2, y), name, fill=(20, 20, 20), font=font)
+            x += w
+    return np.concatenate([picture, np.asarray(strip)], axis=0)
+
+
 def apply_colormap(values: np.ndarray) -> np.ndarray:
     """HxW values in [0, 1] (clipped; NaN counts as 0) through the inferno-like ramp: HxWx3 uint8."""
     v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0, 1.0)

@@ -23,7 +23,7 @@ from lesseg.methods.picie.core import (
     picie_loss,
     view_features,
 )
-from lesseg.methods.picie.stages import clustering_stages
+from lesseg.methods.picie.stages import clustering_stages, resolution_note
 from lesseg.models import create_model
 from lesseg.predict import Predictor
 from lesseg.registry import register_method
@@ -60,12 +60,17 @@ class PiCIEConfig(MethodConfig):
     * ``kmeans_backend``: ``torch`` (ours; the GPU when there is one) or ``faiss`` (the ``faiss`` extra).
     * ``eval_clusters``: K of the fresh k-means of the evaluation; 0 = the number of classes (Hungarian
       matching, the official protocol); more = over-clustering, scored by majority vote (optimistic).
+    * ``eval_resolution``: where val is scored. ``labels`` (default): at each mask's own resolution, the
+      network's scores (its input at short side ``data.crop_size``) upsampled to the mask, so a CPU-sized
+      input (128) does not lower the resolution of the score. ``input``: at the network's input
+      resolution, labels nearest-resized to it: the official code's protocol (its input and labels at
+      320), which the official configs keep.
     * ``eval_crop``: ``center`` (official: resize the short side to ``data.crop_size``, centre-crop) or
       ``none`` (the whole image, short side at ``data.crop_size``).
     """
 
     #: settings of the evaluation only: changing them does not retrain the network
-    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("eval_clusters", "eval_crop")
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("eval_clusters", "eval_crop", "eval_resolution")
 
     variant: str = _f("picie", choices=("picie", "mdc"))
     clusters: int = _f(0, min=0)
@@ -83,6 +88,7 @@ class PiCIEConfig(MethodConfig):
     kmeans_backend: str = _f("torch", choices=("torch", "faiss"))
     eval_clusters: int = _f(0, min=0)
     eval_crop: str = _f("center", choices=("center", "none"))
+    eval_resolution: str = _f("labels", choices=("labels", "input"))
 
 
 @register_method("picie", config=PiCIEConfig)
@@ -158,4 +164,5 @@ class PiCIEMethod(Method):
             f"{self.cfg.method.variant}: {m.backbone} + FPN, {init}; no labels were read for training.",
             "Clusters are matched to classes on val (Hungarian) for scoring and colouring: an unsupervised "
             "method names no class itself.",
+            f"cluster_eval scored split {self.cfg.data.val_split} at {resolution_note(self.cfg)}.",
         ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -19,14 +20,22 @@ from torch.utils.data import DataLoader
 from lesseg.cluster import StreamingKMeans
 from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
+from lesseg.data.imageio import load_image
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from lesseg.engine.distributed import barrier
 from lesseg.engine.trainer import TrainSettings, loader_context
 from lesseg.eval import ConfusionMatrix, record_metrics
 from lesseg.eval.matching import hungarian_match, majority_match
-from lesseg.methods.picie.core import base_transform, centroid_logits, cluster_weights, view_features
+from lesseg.methods.picie.core import (
+    ClusterSegmenter,
+    base_transform,
+    centroid_logits,
+    cluster_weights,
+    view_features,
+)
 from lesseg.pipeline import RunContext, Stage
+from lesseg.predict import normalize_image
 from lesseg.progress import track
 from lesseg.stages import classifier_keys
 from lesseg.stages.common import device_of, is_main, load_weights, train_and_save
@@ -34,8 +43,9 @@ from lesseg.stages.report import write_run_report
 
 
 def clustering_stages(cfg) -> list[Stage]:
-    eval_keys = ("data.val_split", "method.eval_clusters", "method.eval_crop", "method.kmeans_init_batches",
-                 "method.kmeans_init_sample", "method.kmeans_iterations", "method.kmeans_backend")  # fmt: skip
+    eval_keys = ("data.val_split", "method.eval_clusters", "method.eval_crop", "method.eval_resolution",
+                 "method.kmeans_init_batches", "method.kmeans_init_sample", "method.kmeans_iterations",
+                 "method.kmeans_backend")  # fmt: skip
     return [
         Stage("features", train_features, classifier_keys(cfg)),
         Stage("cluster_eval", evaluate_clusters, eval_keys, ("features",)),
@@ -182,6 +192,34 @@ def predict_clusters(model: torch.nn.Module, centroids: torch.Tensor, images: to
     return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=False).argmax(1)
 
 
+def _center_square(x: np.ndarray) -> np.ndarray:
+    h, w = x.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return x[top : top + side, left : left + side]
+
+
+def _val_at_label_resolution(source, split: str, centre: bool):
+    """(normalised image [1,3,H,W], mask [H,W]) of each val image with a mask, at the mask's resolution
+    (the centre square of both with ``centre``)."""
+    for r in source.split(split):
+        if r.mask is None:
+            continue
+        image, mask = load_image(r.image), source.load_mask(r)
+        if centre:
+            image, mask = _center_square(image), _center_square(mask)
+        yield normalize_image(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(mask))
+
+
+def resolution_note(cfg) -> str:
+    """How cluster_eval scored, in words (recorded in metrics.json and the report)."""
+    m, size = cfg.method, cfg.data.crop_size
+    crop = ", centre square" if m.eval_crop == "center" else ""
+    if m.eval_resolution == "labels":
+        return f"each mask's own resolution{crop} (network input: short side {size})"
+    return f"the network's input, short side {size}{crop}, labels nearest-resized to it (official)"
+
+
 def evaluate_clusters(ctx: RunContext) -> None:
     cfg, source, method = ctx.cfg, ctx.source, ctx.method
     classes = source.classes
@@ -195,21 +233,32 @@ def evaluate_clusters(ctx: RunContext) -> None:
     fit_seconds = time.perf_counter() - start
     result: dict = {"clusters": k, "kmeans_seconds": round(fit_seconds, 2), "train_images": len(train)}
     mapping = None
-    val = SegDataset(source, cfg.data.val_split, transform=eval_transform(cfg))
-    if any(r.mask is not None for r in val.records):
+    split = cfg.data.val_split
+    result.update(split=split, eval_resolution=resolution_note(cfg))
+    if any(r.mask is not None for r in source.split(split)):
         cm = ConfusionMatrix(classes.num_classes, num_preds=k, ignore_index=classes.ignore_index)
         start, n = time.perf_counter(), 0
-        for b in track(_loader(val, 1, cfg.data.workers), f"scoring {cfg.data.val_split}"):
-            if bool(b["has_mask"][0]):
-                cm.update(predict_clusters(model, centroids, b["image"].to(device)).cpu(), b["mask"])
+        if cfg.method.eval_resolution == "labels":
+            scorer = ClusterSegmenter(model, centroids, None, short_side=cfg.data.crop_size).to(device)
+            pairs = _val_at_label_resolution(source, split, cfg.method.eval_crop == "center")
+            for image, mask in track(
+                pairs, f"scoring {split}", total=sum(r.mask is not None for r in source.split(split))
+            ):
+                cm.update(scorer(image.to(device))["logits"].argmax(1)[0].cpu(), mask)
                 n += 1
+        else:
+            val = SegDataset(source, split, transform=eval_transform(cfg))
+            for b in track(_loader(val, 1, cfg.data.workers), f"scoring {split}"):
+                if bool(b["has_mask"][0]):
+                    cm.update(predict_clusters(model, centroids, b["image"].to(device)).cpu(), b["mask"])
+                    n += 1
         match = hungarian_match(cm, classes.classes)
         result.update(match.to_dict(), val_images=n, images_per_s=round(n / (time.perf_counter() - start), 2))
         if k > classes.num_classes:
             result["majority"] = majority_match(cm, classes.classes).to_dict()
         mapping = match.mapping
     else:
-        result["note"] = f"split {cfg.data.val_split!r} has no masks: clusters are not matched to classes"
+        result["note"] = f"split {split!r} has no masks: clusters are not matched to classes"
     if is_main(ctx):
         save_checkpoint(ctx.path("checkpoints", "clusters.pt"),
                         {"centroids": centroids.cpu(), "cluster_to_class": mapping})  # fmt: skip
