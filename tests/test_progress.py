@@ -47,3 +47,18 @@ def test_one_line_per_task_when_not_a_terminal(tmp_path, capsys):
     assert "/" in done and "steps/s" in done and "loss" in done
     estimate = [line for line in err if line.startswith("classifier: ") and " left at " in line]
     assert len(estimate) == 1 and "images/s (measured on steps 1-1" in estimate[0]
+
+
+def test_cheap_references_run_without_the_untrained_pass_and_a_shortfall_is_said(tmp_path, capsys):
+    import json
+
+    from lesseg.eval import format_headline
+
+    scenes = tiny_scenes(tmp_path / "d")
+    assert main(run_args(scenes, tmp_path, "eval.references=false")) == 0  # no untrained pass
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert set(metrics["references"]) == {"random_tags", "largest_class"}
+    assert set(metrics["references"]["random_tags"]) == {"train", "val"}
+    metrics["segmenter"]["miou"] = metrics["references"]["random_tags"]["val"]["miou"] - 0.05
+    table = format_headline(metrics)
+    assert "segmenter: mIoU" in table and "is BELOW the random_tags val reference" in table
