@@ -147,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     ev.set_defaults(func=_cmd_eval)
 
+    weights = commands.add_parser(
+        "weights", help="turn checkpoints with other key names into timm-keyed model.weights files"
+    )
+    weights_cmds = weights.add_subparsers(dest="weights_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    weights_cmds.required = True
+    imp = weights_cmds.add_parser("import", help="convert a known source that an installed package ships")
+    imp.add_argument("name", help="a known source: " + ", ".join(_known_sources()))
+    imp.add_argument("out", type=Path, help="output .pth file, for model.weights=OUT")
+    imp.set_defaults(func=_cmd_weights_import)
+    conv = weights_cmds.add_parser(
+        "convert", help="pair a checkpoint's tensors in order with a timm architecture's"
+    )
+    conv.add_argument(
+        "source", type=Path, help="a .pth/.pt/.bin/.safetensors state_dict (e.g. torchvision's)"
+    )
+    conv.add_argument("arch", help="the timm architecture, e.g. resnet50 or mobilenetv2_100")
+    conv.add_argument("out", type=Path, help="output .pth file, for model.weights=OUT")
+    conv.set_defaults(func=_cmd_weights_convert)
+
     train = commands.add_parser(
         "train", help="train a method's network (resumes a killed run; runs under torchrun as it is)"
     )
@@ -211,6 +230,33 @@ def _cmd_eval(args) -> int:
         print(f"the prediction ({entry['miou']:.3f}) is BELOW the random-among-tags reference ({tags:.3f})")
     print(f"written to {args.run / 'metrics.json'} under eval")
     return 0
+
+
+def _known_sources() -> list[str]:
+    from lesseg.models.convert import KNOWN_SOURCES
+
+    return sorted(KNOWN_SOURCES)
+
+
+def _said_weights(out: Path) -> int:
+    import torch
+
+    record = torch.load(out, map_location="meta", weights_only=True)["conversion"]
+    print(f"{out}: {len(record['pairs'])} tensors of {record['arch']} from {record['source']}; "
+          f"use model.backbone={record['arch']} model.weights={out}")  # fmt: skip
+    return 0
+
+
+def _cmd_weights_import(args) -> int:
+    from lesseg.models.convert import import_known
+
+    return _said_weights(import_known(args.name, args.out))
+
+
+def _cmd_weights_convert(args) -> int:
+    from lesseg.models.convert import convert_file
+
+    return _said_weights(convert_file(args.source, args.arch, args.out))
 
 
 def _cmd_synth(args) -> int:

@@ -28,7 +28,7 @@ from lesseg.stages.cams import cam_path
 from lesseg.stages.pseudo_labels import load_pseudo_label
 from lesseg.stages.references import untrained_cam_pipeline
 from lesseg.stages.report import init_note
-from lesseg.stages.segmenter import build_segmenter
+from lesseg.stages.segmenter import build_segmenter, segmenter_normalization
 
 
 @register_method("cam")
@@ -70,6 +70,7 @@ class CAMMethod(Method):
         seg = self.cfg.segmenter
         own = dataclasses.replace(seg.model, pretrained=False, weights=None)  # the run's weights, not timm's
         model = build_segmenter(own, self.classes.num_classes)
+        model.encoder.set_normalization(segmenter_normalization(self.cfg))  # what it trained on
         model.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "segmenter_final.pt"))["model"])
         settings = {**protocol_of(seg), **{k: v for k, v in protocol.items() if v is not None}}
         return Predictor(model, self.classes, device=device, **settings)

@@ -25,8 +25,9 @@ import timm
 import torch
 from torch import nn
 
+from lesseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lesseg.errors import ConfigError, did_you_mean
-from lesseg.models.weights import describe_mismatch, match_keys, read_state_dict
+from lesseg.models.weights import describe_mismatch, match_keys, read_normalization, read_state_dict
 
 #: Output strides a user may ask for (32 means no dilation for a 5-level CNN).
 OUTPUT_STRIDES = (8, 16, 32)
@@ -74,9 +75,10 @@ class Backbone(nn.Module):
     * ``body``: the timm module (its ``feature_info`` describes every level).
     """
 
-    def __init__(self, body: nn.Module, name: str, output_stride: int):
+    def __init__(self, body: nn.Module, name: str, output_stride: int, normalization: dict | None = None):
         super().__init__()
         self.body = body
+        self.set_normalization(normalization)
         self.name = name
         self.output_stride = output_stride
         self.channels: list[int] = list(body.feature_info.channels())
@@ -93,8 +95,29 @@ class Backbone(nn.Module):
                 f"{height}x{width}; set model.img_size to the crop size (or resize the images)"
             )
 
+    def set_normalization(self, normalization: dict | None) -> None:
+        """The input statistics the weights expect (``{"mean": [...], "std": [...]}`` on a 0..1 scale).
+        lesseg's data pipeline always normalises with the ImageNet statistics; where the weights expect
+        others (a timm model pretrained on other data), the backbone converts its input first, so every
+        method feeds what its weights were trained on. ``None``: ImageNet's (no conversion)."""
+        self.normalization = normalization or {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        mean, std = (
+            torch.tensor(self.normalization[k], dtype=torch.float32).view(1, -1, 1, 1)
+            for k in ("mean", "std")
+        )
+        fed_mean, fed_std = (
+            torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD)
+        )
+        self.convert_input = not (torch.allclose(mean, fed_mean) and torch.allclose(std, fed_std))
+        # x_weights = (x_fed * std_fed + mean_fed - mean) / std; not in the state_dict (it follows the weights)
+        self.register_buffer("input_scale", fed_std / std, persistent=False)
+        self.register_buffer("input_shift", (fed_mean - mean) / std, persistent=False)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps ``[N, channels[i], ~H/reductions[i], ~W/reductions[i]]``, shallow to deep."""
+        """Feature maps ``[N, channels[i], ~H/reductions[i], ~W/reductions[i]]``, shallow to deep, of
+        ImageNet-normalised images."""
+        if self.convert_input:
+            x = x * self.input_scale.to(x.dtype) + self.input_shift.to(x.dtype)
         return list(self.body(x))
 
 
@@ -116,7 +139,9 @@ def create_backbone(
         weights: path of a local ``.pth``/``.pt``/``.bin``/``.safetensors`` checkpoint: a full timm
             classifier (its ``fc``/``head`` keys are dropped), or a saved Backbone state_dict.
         pretrained: download timm's ImageNet weights (needs network access). With neither ``weights``
-            nor ``pretrained`` the backbone starts from random init, as lesseg's benchmarks do.
+            nor ``pretrained`` the backbone starts from random init, as lesseg's benchmarks do. The input
+            statistics these weights expect (timm's ``pretrained_cfg``, or the ``conversion`` record of a
+            file ``lesseg weights`` wrote) are what the backbone converts its ImageNet-normalised input to.
         out_indices: which levels to return (timm's numbering, e.g. ``(1, 4)``); default timm's: every
             level of a CNN, the last three blocks of a ViT.
         img_size: input size for transformer backbones with a fixed grid (ViT); ``None`` keeps timm's.
@@ -159,14 +184,35 @@ def create_backbone(
         body = _build(name, kwargs, pretrained)
         if state_dict is not None:
             body = _load_weights(body, name, kwargs, state_dict, weights)
-        return _dilated_vgg(body, name, output_stride)
-    if probe is not None:
-        _check_stride(probe, name, family, output_stride)
-    body = _build(name, kwargs, pretrained)
-    _check_stride(body, name, family, output_stride)
-    if state_dict is not None:
-        body = _load_weights(body, name, kwargs, state_dict, weights)
-    return Backbone(body, name, output_stride)
+        backbone = _dilated_vgg(body, name, output_stride)
+    else:
+        if probe is not None:
+            _check_stride(probe, name, family, output_stride)
+        body = _build(name, kwargs, pretrained)
+        _check_stride(body, name, family, output_stride)
+        if state_dict is not None:
+            body = _load_weights(body, name, kwargs, state_dict, weights)
+        backbone = Backbone(body, name, output_stride)
+    if weights is not None:
+        backbone.set_normalization(read_normalization(weights))
+    elif pretrained:
+        cfg = getattr(body, "pretrained_cfg", {}) or {}
+        if cfg.get("mean") and cfg.get("std"):
+            backbone.set_normalization({"mean": list(cfg["mean"]), "std": list(cfg["std"])})
+    return backbone
+
+
+def normalization_of(model) -> dict | None:
+    """The input statistics the weights of a ``ModelConfig`` expect, without building it: the record of a
+    ``model.weights`` file, timm's ``pretrained_cfg`` with ``model.pretrained``, else None (ImageNet's).
+    For a network rebuilt from a run's own checkpoint, which keeps no record of it."""
+    if model.weights:
+        return read_normalization(model.weights)
+    if model.pretrained:
+        cfg = timm.get_pretrained_cfg(model.backbone)
+        if cfg is not None and cfg.mean and cfg.std:
+            return {"mean": list(cfg.mean), "std": list(cfg.std)}
+    return None
 
 
 def _dilated_vgg(body: nn.Module, name: str, output_stride: int) -> Backbone:

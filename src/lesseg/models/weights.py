@@ -64,6 +64,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return strip_prefixes(dict(obj))
 
 
+def read_normalization(path: str | Path) -> dict | None:
+    """The input statistics a checkpoint says it expects: the ``conversion.normalization`` record of a file
+    written by ``lesseg weights`` (``{"mean": [...], "std": [...]}``), else None (ImageNet's)."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return None
+    try:
+        obj = torch.load(path, map_location="meta", weights_only=True)
+    except Exception:
+        return None
+    record = obj.get("conversion") if isinstance(obj, Mapping) else None
+    norm = record.get("normalization") if isinstance(record, Mapping) else None
+    return dict(norm) if isinstance(norm, Mapping) and {"mean", "std"} <= set(norm) else None
+
+
 def strip_prefixes(state_dict: dict[str, torch.Tensor], prefixes: Iterable[str] = STRIP_PREFIXES):
     """Remove each of ``prefixes`` (repeatedly, in any order) while every key starts with it."""
     prefixes = tuple(prefixes)

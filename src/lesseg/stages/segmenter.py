@@ -15,6 +15,7 @@ from lesseg.engine.trainer import TrainSettings
 from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics, subset_miou
 from lesseg.models import create_model
+from lesseg.models.backbones import normalization_of
 from lesseg.pipeline import RunContext
 from lesseg.predict import Predictor
 from lesseg.progress import track
@@ -27,6 +28,12 @@ def build_segmenter(model, num_classes: int) -> torch.nn.Module:
     return create_model(model.name, backbone=model.backbone, num_classes=num_classes,
                         output_stride=model.output_stride, norm=model.norm, weights=model.weights,
                         pretrained=model.pretrained)  # fmt: skip
+
+
+def segmenter_normalization(cfg) -> dict | None:
+    """The input statistics the segmenter's backbone weights expect: the classifier's with
+    ``segmenter.init_from_classifier``, else its own model section's."""
+    return normalization_of(cfg.model if cfg.segmenter.init_from_classifier else cfg.segmenter.model)
 
 
 def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> None:
@@ -43,6 +50,7 @@ def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> Non
             f"differ, e.g. {clash[0]!r}. Set segmenter.model.backbone={m.backbone} or turn the option off"
         )
     model.encoder.load_state_dict(encoder)
+    model.encoder.set_normalization(segmenter_normalization(ctx.cfg))
 
 
 def _step(model, batch, ctx) -> dict:

@@ -25,6 +25,7 @@ from lesseg.methods.picie.core import (
 )
 from lesseg.methods.picie.stages import clustering_stages, resolution_note
 from lesseg.models import create_model
+from lesseg.models.backbones import normalization_of
 from lesseg.predict import Predictor
 from lesseg.registry import register_method
 
@@ -147,6 +148,7 @@ class PiCIEMethod(Method):
         m = self.cfg.model
         net = create_model(m.name, backbone=m.backbone, output_stride=m.output_stride)
         net.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "features_final.pt")["model"])
+        net.encoder.set_normalization(normalization_of(m))  # the input statistics it trained on
         clusters = load_checkpoint(run_dir / "checkpoints" / "clusters.pt")
         classes, mapping = self.classes, clusters["cluster_to_class"]
         if mapping is None:
