@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lesseg.errors import DataError
+from lesseg.errors import ConfigError, DataError
 from lesseg.io import atomic_write
 
 
@@ -75,3 +75,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except Exception as e:  # a truncated or foreign file
         raise DataError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+
+
+def checked_run_files(run_dir: Path, *names: str) -> None:
+    """ConfigError unless ``run_dir`` holds each of ``names`` (a finished run's files)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    for name in names:
+        if not (run_dir / name).is_file():
+            raise ConfigError(
+                f"{run_dir} is not a finished run: {name} is missing (run `lesseg run` to the end)"
+            )

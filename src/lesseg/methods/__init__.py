@@ -7,9 +7,10 @@ from lesseg.methods.cam import CAMMethod
 from lesseg.methods.mcis import MCISConfig, MCISMethod
 from lesseg.methods.picie import PiCIEConfig, PiCIEMethod
 from lesseg.methods.puzzlecam import PuzzleCAMConfig, PuzzleCAMMethod
+from lesseg.methods.supervised import SupervisedMethod
 from lesseg.registry import get_method, register_method, registered_methods
 
 __all__ = [
     "REGIMES", "CAMMethod", "MCISConfig", "MCISMethod", "Method", "PiCIEConfig", "PiCIEMethod",
-    "PuzzleCAMConfig", "PuzzleCAMMethod", "get_method", "register_method", "registered_methods",
+    "PuzzleCAMConfig", "PuzzleCAMMethod", "SupervisedMethod", "get_method", "register_method", "registered_methods",
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from lesseg.data.classes import ClassInfo
 from lesseg.data.source import DatasetSource
 from lesseg.data.splits import RunSplits, Supervision, run_splits
 from lesseg.data.transforms import Compose
+from lesseg.engine.checkpoint import checked_run_files  # noqa: F401  (methods import it from here)
 from lesseg.engine.trainer import StepContext
 from lesseg.errors import ConfigError
 from lesseg.predict import Predictor
@@ -32,6 +33,7 @@ REGIMES = {
     "none": "no labels",
     "semi": "a few pixel masks (data.labeled) and the other images' tags or nothing",
     "weak_shot": "masks of base classes, tags of novel ones (data.novel)",
+    "full": "every training image's pixel mask (the fully supervised upper bound)",
 }
 
 
@@ -75,7 +77,7 @@ class Method:
     @property
     def regime(self) -> str | None:
         """The regime the config asks for: ``semi`` with data.labeled, ``weak_shot`` with data.novel,
-        else the method's regime without a split (``tags`` or ``none``), or None if it has neither."""
+        else the method's regime without a split (``tags``, ``none`` or ``full``), or None if it has neither."""
         d = self.cfg.data
         if d.labeled is not None and d.novel is not None:
             raise ConfigError("data.labeled and data.novel are two regimes; set one of them")
@@ -83,7 +85,7 @@ class Method:
             return "semi"
         if d.novel is not None:
             return "weak_shot"
-        return next((r for r in self.regimes if r in ("tags", "none")), None)
+        return next((r for r in self.regimes if r in ("tags", "none", "full")), None)
 
     def _regime_keys(self) -> str:
         d = self.cfg.data
@@ -154,15 +156,3 @@ class Method:
     def report_notes(self, ctx) -> list[str]:
         """Lines report.html shows under the metrics."""
         return []
-
-
-def checked_run_files(run_dir: Path, *names: str) -> None:
-    """ConfigError unless ``run_dir`` holds each of ``names`` (a finished run's files)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run folder")
-    for name in names:
-        if not (run_dir / name).is_file():
-            raise ConfigError(
-                f"{run_dir} is not a finished run: {name} is missing (run `lesseg run` to the end)"
-            )

@@ -8,7 +8,6 @@ segmenter is the network that predicts (:mod:`lesseg.stages` has the stages they
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,9 @@ import torch
 
 from lesseg.data import transforms as T
 from lesseg.data.imageio import color_palette
-from lesseg.engine.checkpoint import load_checkpoint
-from lesseg.methods.base import Method, checked_run_files
+from lesseg.methods.base import Method
 from lesseg.models import create_model, multilabel_soft_margin_loss
-from lesseg.predict import Predictor, protocol_of
+from lesseg.predict import Predictor
 from lesseg.refine import load_cams
 from lesseg.registry import register_method
 from lesseg.report import colorize, heatmap
@@ -28,7 +26,7 @@ from lesseg.stages.cams import cam_path
 from lesseg.stages.pseudo_labels import load_pseudo_label
 from lesseg.stages.references import untrained_cam_pipeline
 from lesseg.stages.report import init_note
-from lesseg.stages.segmenter import build_segmenter, segmenter_normalization
+from lesseg.stages.segmenter import segmenter_normalization, trained_segmenter
 
 
 @register_method("cam")
@@ -66,14 +64,9 @@ class CAMMethod(Method):
     def inference_model(self, run_dir: str | Path, device: str = "auto", **protocol) -> Predictor:
         """The trained DeepLabv3+ segmenter (``checkpoints/segmenter_final.pt``) with the run's test
         protocol (``segmenter.test_*``)."""
-        checked_run_files(run_dir, "checkpoints/segmenter_final.pt")
-        seg = self.cfg.segmenter
-        own = dataclasses.replace(seg.model, pretrained=False, weights=None)  # the run's weights, not timm's
-        model = build_segmenter(own, self.classes.num_classes)
-        model.encoder.set_normalization(segmenter_normalization(self.cfg))  # what it trained on
-        model.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "segmenter_final.pt"))["model"])
-        settings = {**protocol_of(seg), **{k: v for k, v in protocol.items() if v is not None}}
-        return Predictor(model, self.classes, device=device, **settings)
+        return trained_segmenter(
+            self.cfg, self.classes, run_dir, device, segmenter_normalization(self.cfg), **protocol
+        )
 
     def untrained_references(self, ctx) -> dict:
         """The classifier at its initial weights through the same ``cams`` and ``pseudo_labels`` steps,

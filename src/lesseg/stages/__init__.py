@@ -21,7 +21,12 @@ from lesseg.stages.refinement import (
     train_boundary,
 )
 from lesseg.stages.report import write_run_report
-from lesseg.stages.segmenter import evaluate_segmenter, train_segmenter
+from lesseg.stages.segmenter import (
+    SEGMENTER_TEST_KEYS,
+    SEGMENTER_TRAIN_KEYS,
+    evaluate_segmenter,
+    train_segmenter,
+)
 
 CLASSIFIER_KEYS = ("method", "data", "model", "optim", "train")
 
@@ -67,29 +72,10 @@ def weak_supervision_stages(cfg) -> list[Stage]:
         Stage(
             "segmenter",
             train_segmenter,
-            (
-                "segmenter.model",
-                "segmenter.init_from_classifier",
-                "segmenter.optim",
-                "segmenter.train",
-                "segmenter.data",
-            ),  # fmt: skip
+            SEGMENTER_TRAIN_KEYS[:1] + ("segmenter.init_from_classifier",) + SEGMENTER_TRAIN_KEYS[1:],
             ("pseudo_labels",),
         ),  # fmt: skip
-        Stage(
-            "evaluate",
-            evaluate_segmenter,
-            (
-                "data.val_split",
-                "segmenter.test_scales",
-                "segmenter.test_flip",
-                "segmenter.test_crf_iterations",
-                "segmenter.test_slide_above",
-                "segmenter.test_window",
-                "segmenter.test_stride",
-            ),  # fmt: skip
-            ("segmenter",),
-        ),
+        Stage("evaluate", evaluate_segmenter, SEGMENTER_TEST_KEYS, ("segmenter",)),
         Stage(
             "references",
             compute_references,

@@ -3,6 +3,9 @@ network scored on val, for any method)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -10,17 +13,23 @@ from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
 from lesseg.data.imageio import load_image
 from lesseg.data.splits import Supervision
-from lesseg.engine.checkpoint import load_checkpoint
+from lesseg.engine.checkpoint import checked_run_files, load_checkpoint
 from lesseg.engine.trainer import TrainSettings
 from lesseg.errors import ConfigError
 from lesseg.eval import ConfusionMatrix, record_metrics, subset_miou
 from lesseg.models import create_model
 from lesseg.models.backbones import normalization_of
 from lesseg.pipeline import RunContext
-from lesseg.predict import Predictor
+from lesseg.predict import Predictor, protocol_of
 from lesseg.progress import track
 from lesseg.stages.common import device_of, is_main, train_and_save
 from lesseg.stages.pseudo_labels import load_pseudo_label
+
+#: what decides a trained segmenter besides its labels, and what decides its scores on val
+SEGMENTER_TRAIN_KEYS = ("segmenter.model", "segmenter.optim", "segmenter.train", "segmenter.data")
+SEGMENTER_TEST_KEYS = ("data.val_split", "segmenter.test_scales", "segmenter.test_flip",
+                       "segmenter.test_crf_iterations", "segmenter.test_slide_above", "segmenter.test_window",
+                       "segmenter.test_stride")  # fmt: skip
 
 
 def build_segmenter(model, num_classes: int) -> torch.nn.Module:
@@ -34,6 +43,21 @@ def segmenter_normalization(cfg) -> dict | None:
     """The input statistics the segmenter's backbone weights expect: the classifier's with
     ``segmenter.init_from_classifier``, else its own model section's."""
     return normalization_of(cfg.model if cfg.segmenter.init_from_classifier else cfg.segmenter.model)
+
+
+def trained_segmenter(cfg, classes, run_dir, device: str = "auto", normalization: dict | None = None,
+                      **protocol) -> Predictor:  # fmt: skip
+    """The segmenter a finished run trained (``checkpoints/segmenter_final.pt``), its input statistics
+    ``normalization`` (what it trained on), with the run's test protocol (``segmenter.test_*``) unless
+    ``protocol`` overrides some of it."""
+    checked_run_files(run_dir, "checkpoints/segmenter_final.pt")
+    seg = cfg.segmenter
+    own = dataclasses.replace(seg.model, pretrained=False, weights=None)  # the run's weights, not timm's
+    model = build_segmenter(own, classes.num_classes)
+    model.encoder.set_normalization(normalization)
+    model.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "segmenter_final.pt"))["model"])
+    settings = {**protocol_of(seg), **{k: v for k, v in protocol.items() if v is not None}}
+    return Predictor(model, classes, device=device, **settings)
 
 
 def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> None:
@@ -59,6 +83,15 @@ def _step(model, batch, ctx) -> dict:
 
 
 def train_segmenter(ctx: RunContext) -> None:
+    """Stage `segmenter`: DeepLabv3+ on the run's pseudo-labels (no mask is read)."""
+    fit_segmenter(ctx, Supervision(masks="none"), labels=lambda r: load_pseudo_label(ctx, r.id),
+                  init_from_classifier=ctx.cfg.segmenter.init_from_classifier)  # fmt: skip
+
+
+def fit_segmenter(ctx: RunContext, supervision: Supervision, labels=None, init_from_classifier: bool = False,
+                  ids: set[str] | None = None) -> None:  # fmt: skip
+    """Train ``segmenter.model`` with ``segmenter.optim/train/data`` on the training split, its targets the
+    masks ``supervision`` exposes or ``labels(record)``; ``ids`` keeps those images only."""
     cfg, source = ctx.cfg, ctx.source
     seg = cfg.segmenter
     settings = TrainSettings.from_config(
@@ -67,11 +100,13 @@ def train_segmenter(ctx: RunContext) -> None:
     d = seg.data.resolve(cfg.data)
     transform = T.Compose([T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size),
                            T.RandomHorizontalFlip(), T.Normalize()])  # fmt: skip
-    dataset = SegDataset(source, cfg.data.train_split, transform=transform, supervision=Supervision(masks="none"),
-                         seed=seg.train.seed, labels=lambda r: load_pseudo_label(ctx, r.id))  # fmt: skip
+    dataset = SegDataset(source, cfg.data.train_split, transform=transform, supervision=supervision,
+                         seed=seg.train.seed, labels=labels)  # fmt: skip
+    if ids is not None:
+        dataset.records = [r for r in dataset.records if r.id in ids]
     torch.manual_seed(seg.train.seed)
     model = build_segmenter(cfg.segmenter.model, source.classes.num_classes)
-    if cfg.segmenter.init_from_classifier:
+    if init_from_classifier:
         init_encoder_from_classifier(ctx, model)
     train_and_save(ctx, "segmenter", settings, model, _step, dataset)
 
