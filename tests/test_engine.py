@@ -77,6 +77,20 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, synth_dir):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.parametrize("schedule, continues", [("poly", False), ("constant", True)])
+def test_more_epochs_continue_only_where_the_schedule_allows(tmp_path, synth_dir, schedule, continues):
+    """Raising train.epochs continues a finished run under a schedule that ignores the total, and starts
+    over under poly (whose decay to 0 depends on it); either way it ends as a longer run from the start."""
+    args = ("data.batch_size=4", f"optim.schedule={schedule}")
+    run_script(tmp_path / "straight", synth_dir, *args, "train.epochs=2")
+    run_script(tmp_path / "longer", synth_dir, *args, "train.epochs=1")
+    run_script(tmp_path / "longer", synth_dir, *args, "train.epochs=2")
+    assert ('"event": "resumed"' in (tmp_path / "longer" / "log.jsonl").read_text()) == continues
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "longer")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
 def test_two_gloo_processes_equal_one_process(tmp_path, synth_dir):
     args = ("data.batch_size=4", "train.epochs=1", "optim.name=sgd", "optim.momentum=0.9")
     run_script(tmp_path / "one", synth_dir, *args)

@@ -89,14 +89,18 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def resume_key(cfg, optim=None, train=None, model=None, data=None) -> str:
-    """Hash of what decides a training run's result, except ``train.epochs`` (raising it continues a run):
-    the run's ``method`` and ``data`` sections with the network's own ``model``, ``optim`` and ``train``
-    (default: the run's), and the stage's own data settings where it has any (``data``)."""
+    """Hash of what decides a training run's result: the run's ``method`` and ``data`` sections with the
+    network's own ``model``, ``optim`` and ``train`` (default: the run's), and the stage's own data settings
+    where it has any (``data``). ``train.epochs`` is left out where the schedule does not depend on the
+    total (``constant``, ``multistep``): raising it continues a run into the same result as a longer run
+    from the start. A ``poly`` schedule decays to 0 at the last step, so there a run with other epochs
+    starts over (continuing would jump the learning rate back up and end elsewhere)."""
     from lesseg.config import config_hash, hash_view
 
     d = {"method": hash_view(cfg.method), "data": hash_view(cfg.data), "model": hash_view(model or cfg.model),
          "optim": hash_view(optim or cfg.optim), "train": hash_view(train or cfg.train)}  # fmt: skip
-    d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
+    if (optim or cfg.optim).schedule != "poly":
+        d["train"] = {k: v for k, v in d["train"].items() if k != "epochs"}
     own = hash_view(data) if data is not None else {}
     if any(v is not None for v in own.values()):
         d["stage_data"] = own
