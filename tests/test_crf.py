@@ -177,3 +177,17 @@ def test_predictor_crf_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(CrfUnavailableError, match=r"lesseg\[crf\]"):  # at construction, not mid-run
         Predictor(_SoftStep(), ClassInfo(classes=("a", "b")), device="cpu", crf_iterations=10)
+
+
+def test_run_without_the_extra_refuses_crf_options_before_training(monkeypatch, tmp_path):
+    from lesseg.api import run
+    from lesseg.config import load_config
+    from lesseg.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    cfg = load_config("configs/cam/synthetic.yaml", [f"run_dir={tmp_path}", "data.root=nowhere",
+                                                     "pseudo_labels.crf_iterations=1"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"pseudo_labels.crf_iterations > 0 .*lesseg\[crf\].*set them to 0"):
+        run(cfg)
+    assert not any(tmp_path.iterdir())  # refused before the run folder or the data are touched

@@ -39,6 +39,7 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
             "data.root is empty; set it to the dataset folder (e.g. data.root=../shared/data/msrc21)"
         )
     method_cls = get_method(cfg.method.name)
+    check_extras(cfg)
     run_dir = Path(cfg.run_dir) / cfg.name
     env = init_distributed(cfg.train.device)
     say = log if env.is_main else (lambda _: None)
@@ -54,6 +55,26 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
             atomic_write_json(run_dir / "classes.json", ctx.source.classes.to_dict())
         pipeline.run(ctx, only=stage, log=say, until=until)
     return run_dir
+
+
+#: options that need the dense CRF (the ``crf`` extra) when above 0
+CRF_OPTIONS = ("pseudo_labels.crf_iterations", "segmenter.test_crf_iterations")
+
+
+def check_extras(cfg) -> None:
+    """ConfigError before anything trains when ``cfg`` asks for an optional dependency that is missing
+    (the dense CRF of :data:`CRF_OPTIONS`), naming the option and the install command."""
+    asked = []
+    for key in CRF_OPTIONS:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section, None), name, 0):
+            asked.append(key)
+    if asked:
+        from lesseg.refine.crf import crf_unavailable_reason
+
+        why = crf_unavailable_reason()
+        if why:
+            raise ConfigError(f"{', '.join(asked)} > 0 asks for the dense CRF, but {why}; or set them to 0")
 
 
 def run_context(cfg, run_dir: str | Path | None = None, env=None) -> RunContext:
