@@ -104,6 +104,8 @@ def test_momentum_options():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _method().optim_config()
+        meant = _method(["optim.momentum=0.9", "method.momentum=config"]).optim_config()
+    assert meant.momentum == 0.9 and meant.lr == pytest.approx(official.lr)
 
 
 @pytest.mark.parametrize("crop", [128, pytest.param(512, marks=pytest.mark.slow)])
