@@ -112,6 +112,23 @@ def boundary_map(model: BoundaryNet, image: np.ndarray, device, scale: float = 1
     return torch.sigmoid((logits[0, 0] + logits[1, 0].flip(-1)) / 2)
 
 
+def walk_cams(cams: np.ndarray, edge: torch.Tensor, scale: float, rw) -> np.ndarray:
+    """``cams`` ``[K, H, W]`` (full resolution) walked over the boundary map ``edge`` (the stride-4 grid of
+    the image resized by ``scale``) with the settings ``rw`` (:class:`lesseg.config.RandomWalkConfig`), back
+    at ``H x W`` and divided by their global max (IRN)."""
+    h, w = cams.shape[-2:]
+    # IRN walks its stride-4 CAMs; ours are at full resolution, so they are resized onto the grid
+    mode = "area" if edge.shape[0] <= h else "bilinear"  # area-average unless the grid is finer
+    grid = F.interpolate(torch.from_numpy(cams)[None], size=tuple(edge.shape), mode=mode)[0]
+    walked = propagate_labels(grid, edge, None, rw.radius, rw.beta, rw.exp_times)
+    hs, ws = round(h * scale), round(w * scale)  # the resized image; the grid may overhang it
+    up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[..., :hs, :ws]
+    if scale != 1:
+        up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)
+    up = up[0]
+    return (up / up.max().clamp_min(1e-5)).numpy().astype(np.float32)
+
+
 def run_random_walk(ctx: RunContext) -> None:
     cfg, source = ctx.cfg, ctx.source
     rw = cfg.random_walk
@@ -123,28 +140,12 @@ def run_random_walk(ctx: RunContext) -> None:
         records = records[ctx.env.rank :: ctx.env.world_size]
     for r in track(records, "random walk", enabled=is_main(ctx)):
         res = load_cams(cam_path(ctx, r.id))
-        h, w = res.cams.shape[-2:]
         if len(res.classes):
-            image = load_image(r.image)
-            scale = cfg.boundary.image_scale
-            edge = boundary_map(model, image, device, scale).cpu()
-            # IRN walks its stride-4 CAMs; ours are at full resolution, so they are resized onto the grid
-            mode = "area" if edge.shape[0] <= h else "bilinear"  # area-average unless the grid is finer
-            grid = F.interpolate(torch.from_numpy(res.cams)[None], size=tuple(edge.shape), mode=mode)[0]
-            walked = propagate_labels(grid, edge, None, rw.radius, rw.beta, rw.exp_times)
-            hs, ws = round(h * scale), round(w * scale)  # the resized image; the grid may overhang it
-            up = F.interpolate(walked[None], scale_factor=4, mode="bilinear", align_corners=False)[
-                ..., :hs, :ws
-            ]
-            up = (
-                F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)[0]
-                if scale != 1
-                else up[0]
-            )
-            maps = (up / up.max().clamp_min(1e-5)).numpy()  # IRN: divided by the global max
+            edge = boundary_map(model, load_image(r.image), device, cfg.boundary.image_scale).cpu()
+            maps = walk_cams(res.cams, edge, cfg.boundary.image_scale, rw)
         else:
             maps = res.cams
-        save_cams(ctx.path(RW_FOLDER, f"{r.id}.npz"), CamResult(res.classes, maps.astype(np.float32)))
+        save_cams(ctx.path(RW_FOLDER, f"{r.id}.npz"), CamResult(res.classes, maps))
 
 
 VARIANTS = {  # name: (CAM folder, label CRF)
