@@ -106,7 +106,8 @@ def main() -> None:
         (name, [*SEARCH, *extra, *overrides], until, base, tuple(shared)) for name, overrides in group.items()
     ]
     results = json.loads(OUT.read_text())["variants"] if OUT.is_file() else {}
-    for (name, _, _), result in run_tasks(one_run, tasks, args.jobs):
+    for task, result in run_tasks(one_run, tasks, args.jobs):
+        name = task[0]
         results[name] = result
         seg = "" if result["segmenter_miou"] is None else f"  segmenter {result['segmenter_miou']:.3f}"
         print(f"{name:<28} CAM {result['cam_miou']:.3f}  multi-tag {result['cam_multi_tag_miou']:.3f}{seg}  "
