@@ -187,7 +187,9 @@ def test_epoch_hooks_in_order_and_again_after_resume(tmp_path, synth_dir):
         return {"loss": torch.nn.functional.multilabel_soft_margin_loss(model(batch["image"]), batch["tags"])}
 
     def fit(epochs):
-        cfg = load_config(None, ["data.workers=0", "data.batch_size=16", f"train.epochs={epochs}"])
+        # a constant schedule: more epochs continue the run (under poly they would start over)
+        cfg = load_config(None, ["data.workers=0", "data.batch_size=16", f"train.epochs={epochs}",
+                                 "optim.schedule=constant"])  # fmt: skip
         model = TinyGN(source.classes.num_classes)
         Trainer(cfg, model, step, dataset, tmp_path, epoch_start=lambda m, e: calls.append(("start", e)),
                 epoch_end=lambda m, e: calls.append(("end", e))).fit()  # fmt: skip
