@@ -182,12 +182,29 @@ def test_predictor_crf_errors(monkeypatch):
 def test_run_without_the_extra_refuses_crf_options_before_training(monkeypatch, tmp_path):
     from lesseg.api import run
     from lesseg.config import load_config
+    from lesseg.data.synth import generate
     from lesseg.errors import ConfigError
 
+    generate(tmp_path / "data", images=8, classes=3, seed=0, size=32)
     monkeypatch.setitem(sys.modules, "pydensecrf", None)
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-    cfg = load_config("configs/cam/synthetic.yaml", [f"run_dir={tmp_path}", "data.root=nowhere",
+    cfg = load_config("configs/cam/synthetic.yaml", [f"run_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'data'}",
                                                      "pseudo_labels.crf_iterations=1"])  # fmt: skip
     with pytest.raises(ConfigError, match=r"pseudo_labels.crf_iterations > 0 .*lesseg\[crf\].*set them to 0"):
         run(cfg)
-    assert not any(tmp_path.iterdir())  # refused before the run folder or the data are touched
+    assert not (tmp_path / "runs" / cfg.name / "checkpoints").exists()  # refused before training
+    # a run that stops before the pseudo-labels does not need the CRF
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run(cfg, until="nope")
+    assert "pseudo_labels" not in str(_refusal(run, cfg, until="cam_eval", epochs=0))
+
+
+def _refusal(run, cfg, until, epochs):
+    import dataclasses
+
+    short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    try:
+        run(short, until=until)
+    except Exception as e:  # noqa: BLE001 - the test reads whatever it raised
+        return e
+    return ""

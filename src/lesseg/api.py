@@ -39,7 +39,6 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
             "data.root is empty; set it to the dataset folder (e.g. data.root=../shared/data/msrc21)"
         )
     method_cls = get_method(cfg.method.name)
-    check_extras(cfg)
     run_dir = Path(cfg.run_dir) / cfg.name
     env = init_distributed(cfg.train.device)
     say = log if env.is_main else (lambda _: None)
@@ -49,6 +48,7 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
         ctx.method = method_cls(cfg, ctx.source)
         pipeline = Pipeline(pipeline_stages(ctx.method), data_key=skipped)
         pipeline.check(ctx, stage, until)  # a refused --stage leaves config.yaml as it was
+        check_extras(cfg, _stages_to_run(list(pipeline.stages), stage, until))
         if env.is_main:
             save_config(cfg, run_dir / "config.yaml")
             # what `predict` needs besides the weights, so a run folder works without its dataset
@@ -57,17 +57,23 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
     return run_dir
 
 
-#: options that need the dense CRF (the ``crf`` extra) when above 0
-CRF_OPTIONS = ("pseudo_labels.crf_iterations", "segmenter.test_crf_iterations")
+#: options that need the dense CRF (the ``crf`` extra) when above 0, and the stage that reads each
+CRF_OPTIONS = {"pseudo_labels.crf_iterations": "pseudo_labels", "segmenter.test_crf_iterations": "evaluate"}
 
 
-def check_extras(cfg) -> None:
-    """ConfigError before anything trains when ``cfg`` asks for an optional dependency that is missing
-    (the dense CRF of :data:`CRF_OPTIONS`), naming the option and the install command."""
+def _stages_to_run(names: list[str], stage: str | None, until: str | None) -> list[str]:
+    if stage is not None:
+        return [stage]
+    return names[: names.index(until) + 1] if until is not None else names
+
+
+def check_extras(cfg, stages: list[str]) -> None:
+    """ConfigError before anything trains when the ``stages`` about to run ask for an optional dependency
+    that is missing (the dense CRF of :data:`CRF_OPTIONS`), naming the option and the install command."""
     asked = []
-    for key in CRF_OPTIONS:
+    for key, reader in CRF_OPTIONS.items():
         section, name = key.split(".")
-        if getattr(getattr(cfg, section, None), name, 0):
+        if reader in stages and getattr(getattr(cfg, section, None), name, 0):
             asked.append(key)
     if asked:
         from lesseg.refine.crf import crf_unavailable_reason
