@@ -33,6 +33,7 @@ from lesseg.config import load_config
 from lesseg.data.imageio import load_image, load_label_png
 from lesseg.eval import ConfusionMatrix
 from lesseg.refine import CamResult, cams_to_labels, load_cams
+from lesseg.refine.affinity_labels import downsample_labels
 from lesseg.stages.common import load_weights
 from lesseg.stages.refinement import boundary_map, build_boundary_net, walk_cams
 
@@ -79,7 +80,12 @@ def diagnose(run_dir: Path) -> dict:
             continue
         gt = ctx.source.load_mask(r)
         learned = boundary_map(model, load_image(r.image), "cpu", scale)
-        oracle = oracle_boundary(gt if scale == 1 else _resized(gt, scale), tuple(learned.shape))
+        resized = (
+            gt
+            if scale == 1
+            else downsample_labels(gt, (round(gt.shape[0] * scale), round(gt.shape[1] * scale)))
+        )
+        oracle = oracle_boundary(resized, tuple(learned.shape))
         maps = {
             "cam": res.cams,
             "walk, learned boundary": walk_cams(res.cams, learned, scale, rw),
@@ -104,12 +110,6 @@ def diagnose(run_dir: Path) -> dict:
     out["run_dir"] = str(run_dir)
     out["init"] = "ImageNet init" if cfg.model.weights or cfg.model.pretrained else "random init"
     return out
-
-
-def _resized(mask: np.ndarray, scale: float) -> np.ndarray:
-    h, w = mask.shape
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0].numpy()
 
 
 def main() -> int:

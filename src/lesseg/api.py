@@ -48,7 +48,7 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
         ctx.method = method_cls(cfg, ctx.source)
         pipeline = Pipeline(pipeline_stages(ctx.method), data_key=skipped)
         pipeline.check(ctx, stage, until)  # a refused --stage leaves config.yaml as it was
-        check_extras(cfg, _stages_to_run(list(pipeline.stages), stage, until))
+        check_extras(cfg, pipeline.selected(stage, until))
         if env.is_main:
             save_config(cfg, run_dir / "config.yaml")
             # what `predict` needs besides the weights, so a run folder works without its dataset
@@ -59,12 +59,6 @@ def run(cfg, stage: str | None = None, log: Callable[[str], None] = print, until
 
 #: options that need the dense CRF (the ``crf`` extra) when above 0, and the stage that reads each
 CRF_OPTIONS = {"pseudo_labels.crf_iterations": "pseudo_labels", "segmenter.test_crf_iterations": "evaluate"}
-
-
-def _stages_to_run(names: list[str], stage: str | None, until: str | None) -> list[str]:
-    if stage is not None:
-        return [stage]
-    return names[: names.index(until) + 1] if until is not None else names
 
 
 def check_extras(cfg, stages: list[str]) -> None:

@@ -104,6 +104,13 @@ class Pipeline:
             if stale:
                 raise ConfigError(f"stage {only!r} needs {', '.join(stale)} first (run without --stage)")
 
+    def selected(self, only: str | None = None, until: str | None = None) -> list[str]:
+        """The stages a run with ``only`` / ``until`` goes through, in order (done ones included)."""
+        names = list(self.stages)
+        if only is not None:
+            return [only]
+        return names[: names.index(until) + 1] if until is not None else names
+
     def run(self, ctx: RunContext, only: str | None = None, log: Callable[[str], None] = print,
             until: str | None = None) -> dict:  # fmt: skip
         """Run every stage that is not up to date, in order (up to and including ``until``); or just
@@ -112,13 +119,10 @@ class Pipeline:
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.read_state(ctx.run_dir)
         main = ctx.env is None or ctx.env.is_main
-        for name, stage in self.stages.items():
-            if only is not None and name != only:
-                continue
+        for name in self.selected(only, until):
+            stage = self.stages[name]
             if only is None and self.is_done(name, ctx, state):
                 log(f"stage {name}: up to date, skipped")
-                if name == until:
-                    break
                 continue
             stale = [n for n in stage.needs if not self.is_done(n, ctx, state)]
             if stale:
@@ -141,6 +145,4 @@ class Pipeline:
             if main:
                 atomic_write_json(ctx.run_dir / "stages.json", state)
             log(f"stage {name}: done in {seconds:.1f} s")
-            if name == until:
-                break
         return state
