@@ -91,10 +91,18 @@ class SegDataset(Dataset):
         return vec
 
     def __getitem__(self, index: int) -> dict:
+        return self.draw(index, seeded_rng(self.seed, self.epoch, index))
+
+    def draw(self, index: int, rng: np.random.Generator) -> dict:
+        """Sample ``index`` augmented with ``rng`` (``__getitem__`` seeds it by (seed, epoch, index); a
+        dataset that draws one image several times an epoch passes its own)."""
         record = self.records[index]
         ignore = self.classes.ignore_index
         image = load_image(record.image)
-        mask = self.source.load_mask(record)
+        # a mask is read only where it is exposed or where the image's tags come from it
+        exposed = self.labels is None and self.supervision.exposes_mask(record.id)
+        tags_from_it = self.supervision.tags and record.tags is None
+        mask = self.source.load_mask(record) if exposed or tags_from_it else None
         tags = (
             record.tags
             if record.tags is not None
@@ -122,7 +130,7 @@ class SegDataset(Dataset):
                 sample[name] = torch.as_tensor(arr)
         params: list = []
         if self.transform is not None:
-            sample, params = self.transform(sample, seeded_rng(self.seed, self.epoch, index))
+            sample, params = self.transform(sample, rng)
         sample.update(
             tags=self.tags_multi_hot(tags if has_tags else None),
             has_mask=has_mask,

@@ -88,27 +88,34 @@ def train_segmenter(ctx: RunContext) -> None:
                   init_from_classifier=ctx.cfg.segmenter.init_from_classifier)  # fmt: skip
 
 
+def segmenter_transform(data, pad_fill: float | list[float] = 0) -> T.Compose:
+    """The segmenter's training augmentation from resolved ``StageDataConfig`` settings: random rescale
+    over ``scale_range``, random crop of ``crop_size`` (padding the image with ``pad_fill``), flip."""
+    return T.Compose([T.RandomRescale(scale=tuple(data.scale_range)), T.RandomCrop(data.crop_size, fill=pad_fill),
+                      T.RandomHorizontalFlip(), T.Normalize()])  # fmt: skip
+
+
 def fit_segmenter(ctx: RunContext, supervision: Supervision, labels=None, init_from_classifier: bool = False,
-                  ids: set[str] | None = None) -> None:  # fmt: skip
-    """Train ``segmenter.model`` with ``segmenter.optim/train/data`` on the training split, its targets the
-    masks ``supervision`` exposes or ``labels(record)``; ``ids`` keeps those images only."""
+                  ids: set[str] | None = None, seg=None, name: str = "segmenter",
+                  pad_fill: float | list[float] = 0) -> torch.nn.Module:  # fmt: skip
+    """Train ``seg.model`` with ``seg.optim/train/data`` (``seg`` a ``SegmenterConfig``, default the run's
+    ``segmenter`` section) on the training split as stage ``name``, its targets the masks ``supervision``
+    exposes or ``labels(record)``; ``ids`` keeps those images only. Returns the trained network."""
     cfg, source = ctx.cfg, ctx.source
-    seg = cfg.segmenter
+    seg = seg or cfg.segmenter
     settings = TrainSettings.from_config(
         cfg, optim=seg.optim, train=seg.train, model=seg.model, data=seg.data
     )
-    d = seg.data.resolve(cfg.data)
-    transform = T.Compose([T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size),
-                           T.RandomHorizontalFlip(), T.Normalize()])  # fmt: skip
+    transform = segmenter_transform(seg.data.resolve(cfg.data), pad_fill)
     dataset = SegDataset(source, cfg.data.train_split, transform=transform, supervision=supervision,
                          seed=seg.train.seed, labels=labels)  # fmt: skip
     if ids is not None:
         dataset.records = [r for r in dataset.records if r.id in ids]
     torch.manual_seed(seg.train.seed)
-    model = build_segmenter(cfg.segmenter.model, source.classes.num_classes)
+    model = build_segmenter(seg.model, source.classes.num_classes)
     if init_from_classifier:
         init_encoder_from_classifier(ctx, model)
-    train_and_save(ctx, "segmenter", settings, model, _step, dataset)
+    return train_and_save(ctx, name, settings, model, _step, dataset)
 
 
 def evaluate_segmenter(ctx: RunContext) -> None:

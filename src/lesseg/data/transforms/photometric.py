@@ -157,15 +157,16 @@ class RandomGrayscale(Photometric):
 
 class Cutout(Photometric):
     """With probability p, fill a square of side drawn from ``size`` (pixels, inclusive), centred anywhere
-    and clipped to the image, with ``fill``; the image only. ``Cutout(size=(16, 64), fill=0, p=0.5)``"""
+    and clipped to the image, with ``fill`` (a number, or one per channel: e.g. the mean pixel); the image
+    only. ``Cutout(size=(16, 64), fill=0, p=0.5)``"""
 
     name = "cutout"
     unit_floats = False
 
     def __init__(self, size=(16, 64), fill: float = 0, p: float = 0.5):
         self.size = _range("Cutout", "size", size, lo=1, integer=True)
-        if not _is_num(fill):
-            raise ValueError(f"Cutout: fill must be a number, got {fill!r}")
+        if not (_is_num(fill) or (isinstance(fill, Sequence) and fill and all(_is_num(v) for v in fill))):
+            raise ValueError(f"Cutout: fill must be a number or one number per channel, got {fill!r}")
         self.fill, self.p = fill, _prob("Cutout", p)
 
     def sample(self, rng: np.random.Generator, size: Size) -> dict | None:
@@ -180,7 +181,8 @@ class Cutout(Photometric):
     def apply_image(self, params: dict, x: Tensor) -> Tensor:
         t, le, h, w = params["rect"]
         x = x.clone()
-        x[..., t : t + h, le : le + w] = self.fill
+        fill = self.fill if _is_num(self.fill) else torch.tensor(self.fill, dtype=x.dtype).view(-1, 1, 1)
+        x[..., t : t + h, le : le + w] = fill
         return x
 
 
