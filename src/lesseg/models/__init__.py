@@ -1,9 +1,10 @@
-"""Models: timm feature backbones, an encoder-decoder-head base with a registry, CAM classifier, DeepLabv3+.
+"""Models: timm feature backbones, an encoder-decoder-head base with a registry, CAM classifier, DeepLabv3+,
+PseudoSeg's network.
 
 Example:
     >>> from lesseg.models import create_model, list_models
     >>> list_models()
-    ['cam_classifier', 'deeplabv3plus', 'mcis', 'picie_fpn']
+    ['cam_classifier', 'deeplabv3plus', 'mcis', 'picie_fpn', 'pseudoseg']
     >>> model = create_model("cam_classifier", backbone="resnet18", num_classes=20)
 """
 
@@ -13,6 +14,7 @@ from lesseg.models.cam import CAMClassifier, multilabel_soft_margin_loss
 from lesseg.models.coattention import CoAttention, MCISNet
 from lesseg.models.deeplab import DeepLabV3Plus
 from lesseg.models.fpn import PiCIEFPN
+from lesseg.models.pseudoseg import PseudoSegNet
 
 __all__ = [
     "DILATED_FAMILIES",
@@ -23,6 +25,7 @@ __all__ = [
     "MCISNet",
     "DeepLabV3Plus",
     "PiCIEFPN",
+    "PseudoSegNet",
     "SegmentationModel",
     "create_backbone",
     "create_model",
