@@ -241,3 +241,32 @@ def test_a_short_synthetic_run_learns(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["segmenter"]["miou"] > 0.35
     assert metrics["segmenter"]["miou"] > metrics["references"]["largest_class"]["val"]["miou"] + 0.1
+
+
+def test_official_voc_config_trains_on_a_fake_voc_tree_and_predicts(tmp_path):
+    from fake_trees import make_fake_voc
+    from lesseg.api import load_run
+
+    official = load_config("configs/pseudoseg/voc12.yaml")
+    o, d = official.optim, official.data
+    assert (official.model.backbone, official.model.output_stride, d.crop_size, d.batch_size) == (
+        "xception65",
+        16,
+        513,
+        64,
+    )
+    assert (o.lr, o.weight_decay, o.momentum, official.train.epochs, official.method.unlabeled) == (
+        0.007, 4e-5, 0.9, 182, "train_aug")  # fmt: skip
+    root = make_fake_voc(tmp_path / "VOCdevkit" / "VOC2012")
+    cfg = load_config("configs/pseudoseg/voc12.yaml", [
+        f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "model.pretrained=false", "data.batch_size=1",
+        "data.workers=0", "train.epochs=1", "train.log_every=1", "data.crop_size=64", "data.labeled=1/2",
+        "eval.references=false", "eval.gallery=1", "method.cutout=2",  # the fake images are 6x8 pixels
+    ])  # fmt: skip
+    run_dir = run(cfg, log=lambda _: None)
+    steps = [s for s in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "loss" in s]
+    assert [s["step"] for s in steps] == [1, 2, 3]  # one pass over train_aug's 3 unlabeled images
+    # (a 3x4-pixel image rescaled by 0.5 may leave no valid pixel at output stride 4, hence "any")
+    assert all(s["sgc"] > 0 for s in steps) and any(s["consistency"] > 0 for s in steps)
+    image = np.zeros((50, 70, 3), np.uint8)
+    assert load_run(run_dir).predict(image).shape == (50, 70)
