@@ -206,3 +206,18 @@ def test_legend_shows_the_classes_in_the_mask():
     colours = {tuple(c) for c in strip}
     assert tuple(palette[2]) in colours and tuple(palette[0]) in colours  # the swatches of sky and car
     assert tuple(palette[1]) not in colours  # road is not in the mask
+
+
+def test_a_chart_of_several_series_and_report_figures(tmp_path):
+    from lesseg.report.charts import SERIES, line_chart_svg
+
+    svg = line_chart_svg({"supervised only": [(0.125, 0.3), (0.5, 0.5)], "PseudoSeg": [(0.125, 0.4), (0.5, 0.55)]},
+                         x_label="labeled fraction")  # fmt: skip
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 4
+    assert ">supervised only</text>" in svg and ">PseudoSeg</text>" in svg
+    assert SERIES[0] in svg and SERIES[1] in svg and "labeled fraction" in svg
+    page = write_report(
+        tmp_path, "t", {"x": {"miou": 0.5}}, [], figures=[("label efficiency", svg)]
+    ).read_text()
+    assert '<section id="figures">' in page and "<figcaption>label efficiency</figcaption>" in page
+    assert '<a href="#figures">' in page

@@ -26,6 +26,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -145,7 +146,13 @@ class PseudoSegConfig(MethodConfig):
     * ``jitter``: the strong view's colour jitter (brightness, contrast, saturation, hue).
     * ``*_weight``: the four losses' weights (official 1 each).
     * ``key_dim``: SGC's key and query width (128).
+    * ``upper_bound``: the ``references`` stage also trains the fully supervised upper bound (where every
+      training image has a mask); off, only the supervised-only baseline (a benchmark that has the bound
+      from another run). It does not decide the trained network.
     """
+
+    #: settings that do not decide the trained network (left out of the ``train`` stage's hash)
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("upper_bound",)
 
     weak: bool = False
     unlabeled: str = "rest"
@@ -161,6 +168,7 @@ class PseudoSegConfig(MethodConfig):
     sgc_weight: float = _f(1.0, min=0)
     consistency_weight: float = _f(1.0, min=0)
     key_dim: int = _f(128, min=1)
+    upper_bound: bool = True
 
 
 # ---------------------------------------------------------------------------------------------- method
@@ -281,7 +289,11 @@ class PseudoSegMethod(Method):
         return [
             Stage("train", self.train, train_keys),
             Stage("evaluate", evaluate_segmenter, SEGMENTER_TEST_KEYS, ("train",)),
-            Stage("references", self.references, (*train_keys, "data.val_split", "eval.references")),
+            Stage(
+                "references",
+                self.references,
+                (*train_keys, "data.val_split", "eval.references", "method.upper_bound"),
+            ),  # fmt: skip
             Stage("report", write_run_report, ("eval.gallery",), ("evaluate", "references")),
         ]
 
@@ -318,7 +330,7 @@ class PseudoSegMethod(Method):
         out = {}
         runs = [("supervised_only", set(labeled.labeled), Supervision.semi(labeled, tags=False))]
         train = ctx.source.split(ctx.cfg.data.train_split)
-        if all(r.mask is not None for r in train):
+        if self.cfg.method.upper_bound and all(r.mask is not None for r in train):
             runs.append(("upper_bound", None, Supervision(masks="all", tags=False)))
         for name, ids, supervision in runs:
             recipe = self.reference_recipe(len(ids) if ids is not None else len(train))

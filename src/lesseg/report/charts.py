@@ -100,12 +100,20 @@ def _downsample(points: list[tuple[float, float]], max_points: int) -> list[tupl
     return picked + [points[-1]]
 
 
+#: colours of further series in one chart (the first is ACCENT)
+SERIES = (ACCENT, "#c0392b", "#2e8b57", "#8e44ad", "#d68910")
+
+
 def line_chart_svg(
-    points: list[tuple[float, float]], width: int = 560, height: int = 220, x_label: str = "step"
-) -> str:
-    """A line chart of (x, y) points sorted by x; non-finite values are left out."""
-    pts = sorted((float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y))
-    pts = _downsample(pts, 800)
+    points: list[tuple[float, float]] | dict[str, list[tuple[float, float]]], width: int = 560, height: int = 220,
+    x_label: str = "step",
+) -> str:  # fmt: skip
+    """A line chart of (x, y) points sorted by x, or of several named series (a dict: one colour each, a
+    legend, a dot per point); non-finite values are left out."""
+    named = points if isinstance(points, dict) else {"": points}
+    series = {k: _downsample(sorted((float(x), float(y)) for x, y in v if math.isfinite(x) and math.isfinite(y)), 800)
+              for k, v in named.items()}  # fmt: skip
+    pts = [p for v in series.values() for p in v]
     left, right, top, bottom = 58, 26, 10, 36
     pw, ph = width - left - right, height - top - bottom
     if not pts:
@@ -139,12 +147,18 @@ def line_chart_svg(
         f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle" fill="{MUTED}">'
         f"{escape(x_label)}</text>"
     )
-    if len(pts) == 1:
-        body.append(f'<circle cx="{sx(xs[0]):.1f}" cy="{sy(ys[0]):.1f}" r="3" fill="{ACCENT}"/>')
-    else:
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        body.append(
-            f'<polyline points="{coords}" fill="none" stroke="{ACCENT}" stroke-width="1.6" '
-            f'stroke-linejoin="round"/>'
-        )
+    for k, (name, line) in enumerate(series.items()):
+        colour = SERIES[k % len(SERIES)]
+        if len(line) == 1 or (name and len(line) < 30):
+            body += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>' for x, y in line]
+        if len(line) > 1:
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
+            body.append(
+                f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.6" '
+                f'stroke-linejoin="round"/>'
+            )
+        if name:
+            y = top + 12 + 14 * k
+            body.append(f'<rect x="{left + 8}" y="{y - 8}" width="10" height="3" fill="{colour}"/>'
+                        f'<text x="{left + 22}" y="{y - 3}" fill="{TEXT}">{escape(name)}</text>')  # fmt: skip
     return _svg(width, height, body, "line chart")

@@ -236,6 +236,7 @@ def render_report(
     subtitle: str = "",
     palette: np.ndarray | None = None,
     max_panel_side: int = 384,
+    figures: list[tuple[str, str]] | None = None,
 ) -> str:
     """The page as a string (see ``write_report``)."""
     rows = flatten_metrics(metrics or {}, class_names)
@@ -245,6 +246,11 @@ def render_report(
         sections.append(f'<section class="notes" id="notes"><h2>Notes</h2><ul>{items}</ul></section>')
     table = _metrics_table(rows) if rows else '<p class="empty">No metrics recorded.</p>'
     sections.append(f'<section id="metrics"><h2>Metrics</h2>{table}</section>')
+    if figures:
+        charts = "".join(
+            f'<figure class="chart"><figcaption>{escape(c)}</figcaption>{svg}</figure>' for c, svg in figures
+        )
+        sections.append(f'<section id="figures"><h2>Figures</h2>{charts}</section>')
     sections += [
         _per_class_section(rows),
         _gallery_section(gallery, class_names, palette, max_panel_side),
@@ -255,6 +261,7 @@ def render_report(
         f'<a href="#{sid}">{label}</a>'
         for sid, label in [
             ("metrics", "Metrics"),
+            ("figures", "Figures"),
             ("per-class", "Per-class IoU"),
             ("gallery", "Pictures"),
             ("curves", "Curves"),
@@ -282,6 +289,7 @@ def write_report(
     class_names: list[str] | None = None,
     palette: np.ndarray | None = None,
     max_panel_side: int = 384,
+    figures: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` atomically and return its path.
 
@@ -292,9 +300,10 @@ def write_report(
         notes: caveats shown first ("random init", "references use masks: diagnostics, not baselines").
         class_names: order of the per-class bars, and a colour legend (``palette``, VOC colours by default).
         max_panel_side: larger pictures are shrunk to this many pixels on their long side before embedding.
+        figures: ``(caption, svg)`` charts shown after the metrics (e.g. a benchmark's label-efficiency
+            curves, :func:`~lesseg.report.charts.line_chart_svg` with several series).
     """
     run_dir = Path(run_dir)
-    page = render_report(
-        title, metrics, gallery, curves, notes, class_names, str(run_dir.name), palette, max_panel_side
-    )
+    page = render_report(title, metrics, gallery, curves, notes, class_names, str(run_dir.name), palette,
+                         max_panel_side, figures)  # fmt: skip
     return atomic_write_text(run_dir / "report.html", page)
