@@ -218,6 +218,8 @@ def test_bad_input_gets_one_clear_error_each(tmp_path, scenes):
         run(small(scenes, tmp_path, f"data.labeled={ids}"), log=lambda _: None)
     with pytest.raises(ConfigError, match="data.labeled"):
         run(small(scenes, tmp_path, "data.labeled=null"), log=lambda _: None)
+    with pytest.raises(ConfigError, match="model.name='deeplabv3plus'"):
+        run(small(scenes, tmp_path, "model.name=deeplabv3plus"), log=lambda _: None)
     with pytest.raises(ConfigError, match="method.unlabeled"):
         run(small(scenes, tmp_path, "method.unlabeled=nope"), log=lambda _: None)
     untagged = tmp_path / "untagged"  # the labeled images keep their masks, the others have nothing

@@ -176,14 +176,18 @@ class PseudoSegConfig(MethodConfig):
 
 @register_method("pseudoseg", config=PseudoSegConfig)
 class PseudoSegMethod(Method):
-    """See the module docstring. The network is always :class:`~lesseg.models.pseudoseg.PseudoSegNet`
-    on ``model.backbone`` (``model.name`` is not read)."""
+    """See the module docstring. The network: :class:`~lesseg.models.pseudoseg.PseudoSegNet`
+    (``model.name=pseudoseg``) on ``model.backbone``."""
 
     regimes = ("semi",)
     trains = "train"
 
     def __init__(self, cfg, source=None, *, classes=None):
         super().__init__(cfg, source, classes=classes)
+        if cfg.model.name != "pseudoseg":
+            raise ConfigError(f"model.name={cfg.model.name!r}: method pseudoseg trains model.name=pseudoseg "
+                              "(DeepLabv3+ with its classifier and SGC heads; the references train plain "
+                              "deeplabv3plus themselves)")  # fmt: skip
         if source is not None:
             self._check_data()
 
