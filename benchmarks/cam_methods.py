@@ -29,7 +29,7 @@ images/s and the classifier's wall time. On synthetic scenes (with a background 
 mechanism Puzzle-CAM claims: the share of each object's discriminative part and of the rest of the object
 that its CAM label covers. MCIS's CAMs come from co-segmentation (its official inference); its
 single-image CAM mIoU comes from a second cams stage on the same classifier, and both inferences' cost per
-image is reported. Every network starts from random init (nothing can be downloaded here) except on msrc21_imagenet. Prints one
+image is reported, with the share of empty maps (a tagged class found nowhere) of each. Every network starts from random init (nothing can be downloaded here) except on msrc21_imagenet. Prints one
 table, writes benchmarks/results/cam_methods_<dataset>.json; finished stages are not run again.
 """
 
@@ -119,6 +119,17 @@ def object_coverage(run_dir: Path, cfg) -> dict | None:
     return cov.result()
 
 
+def empty_map_share(run_dir: Path) -> float | None:
+    """The share of (image, tag) CAMs in ``run_dir/cams`` that are zero everywhere: a class the
+    inference found nowhere (what MCIS's co-segmentation gave from random init)."""
+    maps = empty = 0
+    for path in (run_dir / "cams").glob("*.npz"):
+        cams = load_cams(path).cams
+        maps += len(cams)
+        empty += int(sum(c.max() <= 1e-6 for c in cams))
+    return empty / maps if maps else None
+
+
 def one_run(config: str, data: Path, name: str, seed: int, overrides: list[str], until=None) -> dict:
     """One pipeline run (up to stage ``until``, or whole) and the figures of the table it has reached."""
     all_overrides = [f"name={name}", f"data.root={data}", *seed_overrides(seed), *COMMON, *overrides]
@@ -147,6 +158,8 @@ def one_run(config: str, data: Path, name: str, seed: int, overrides: list[str],
         "wall_seconds_this_call": wall,
         "coverage": object_coverage(run_dir, cfg),
         "cam_inference_seconds_per_image": stages["cams"]["seconds"] / n_train,
+        "empty_cam_share": empty_map_share(run_dir),
+        "single_image_empty_cam_share": single["empty_share"] if single else None,
         "single_image_cam_miou": single["miou"] if single else m["cams"]["miou"],
         "single_image_cam_seconds_per_image": single["cams_seconds"] / n_train if single else None,
     }
@@ -163,13 +176,15 @@ def single_image_cams(run_dir: Path, config: str, overrides: list[str]) -> dict:
     m = read_metrics(dest)
     seconds = json.loads((dest / "stages.json").read_text())["cams"]["seconds"]
     return {"miou": m["cams"]["miou"], "multi_tag_miou": (m["cams"].get("multi_tag") or {}).get("miou"),
-            "cams_seconds": seconds}  # fmt: skip
+            "cams_seconds": seconds, "empty_share": empty_map_share(dest)}  # fmt: skip
 
 
 ROWS = (
     ("CAM mIoU (train; MCIS: co-segmentation)", "cam_miou"),
     ("CAM mIoU, single-image inference", "single_image_cam_miou"),
     ("CAM mIoU, 2+ tags", "cam_multi_tag_miou"),
+    ("empty CAMs (image x tag; MCIS: co-segmentation)", "empty_cam_share"),
+    ("empty CAMs, single-image inference (MCIS)", "single_image_empty_cam_share"),
     ("CAM + CRF pseudo-labels", "cam_crf_miou"),
     ("random walk pseudo-labels", "random_walk_miou"),
     ("random walk + CRF pseudo-labels", "random_walk_crf_miou"),
