@@ -207,6 +207,10 @@ class PseudoSegNet(DeepLabV3Plus):
             classify_weak: also return the weak view's classifier logits from a training-mode pass (the
                 weak regime's classification loss).
 
+        The labeled and strong crops (with ``classify_weak`` the weak ones too) go through the encoder as
+        one batch in training mode, so BatchNorm normalises them with one set of statistics; the weak view
+        goes through again in inference mode for its pseudo-label (:meth:`weak_view_targets`).
+
         Returns (training): ``logits`` and ``sgc_logits`` of the labeled crops at the input size,
         ``class_logits`` [N, K]; ``strong_logits`` at output stride 4; ``weak_decoder_logits`` and
         ``weak_sgc_logits`` at output stride 4, from the network in inference mode and without gradient;
