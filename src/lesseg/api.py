@@ -104,7 +104,13 @@ def _check_data(ctx: RunContext, log: Callable[[str], None]) -> str:
 
     d, env = ctx.cfg.data, ctx.env
     source = read_dataset(d.root, d.format, **d.options)
-    splits = list(dict.fromkeys([d.train_split, d.val_split]))
+    extra = get_method(ctx.cfg.method.name).extra_splits(ctx.cfg)
+    for key, name in extra.items():
+        try:
+            source.split(name)
+        except DataError as e:
+            raise ConfigError(f"{key}={name!r}: {e}") from None
+    splits = list(dict.fromkeys([d.train_split, d.val_split, *extra.values()]))
 
     def check(write: bool):
         return prepare_run_data(source, splits, ctx.run_dir, d.skip_bad, log, write=write)

@@ -111,6 +111,12 @@ class Method:
             return Supervision.weak_shot(self.splits.base_novel)
         return Supervision(masks="none", tags=regime == "tags")
 
+    @classmethod
+    def extra_splits(cls, cfg) -> dict[str, str]:
+        """Splits training reads besides ``data.train_split``, by the option that names each (checked
+        before the run like it); none by default."""
+        return {}
+
     # ---- training ----------------------------------------------------------------------------------
 
     def train_transform(self) -> Compose:

@@ -39,7 +39,7 @@ from lesseg.data.semi import LabeledUnlabeledPairs, WeakStrongViews
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import checked_run_files, load_checkpoint
 from lesseg.engine.trainer import TrainSettings
-from lesseg.errors import ConfigError, DataError
+from lesseg.errors import ConfigError
 from lesseg.eval import read_metrics, record_metrics
 from lesseg.methods.base import Method
 from lesseg.models import create_model
@@ -211,6 +211,11 @@ class PseudoSegMethod(Method):
                 raise ConfigError(f"method.weak=true needs tags of the unlabeled images; {len(untagged)} have "
                                   f"none (no tag and no mask), e.g. {untagged[0]!r}; set method.weak=false")  # fmt: skip
 
+    @classmethod
+    def extra_splits(cls, cfg) -> dict[str, str]:
+        """The unlabeled split, when it is not the training split's rest (VOC's ``train_aug``)."""
+        return {} if cfg.method.unlabeled == "rest" else {"method.unlabeled": cfg.method.unlabeled}
+
     def _unlabeled_split(self) -> str:
         u = self.cfg.method.unlabeled
         return self.cfg.data.train_split if u == "rest" else u
@@ -220,12 +225,7 @@ class PseudoSegMethod(Method):
         u = self.cfg.method.unlabeled
         if u == "rest":
             return list(self.splits.labeled.unlabeled)
-        try:
-            return [r.id for r in self.source.split(u)]
-        except DataError as e:  # it names the splits there are
-            raise ConfigError(
-                f"method.unlabeled={u!r} is neither 'rest' nor a split of the dataset: {e}"
-            ) from None
+        return [r.id for r in self.source.split(u)]  # an unknown split: the run's data check names it
 
     def cutout_size(self) -> int:
         c = self.cfg.method.cutout
