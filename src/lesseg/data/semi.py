@@ -26,6 +26,8 @@ from lesseg.data.dataset import SegDataset
 
 #: stream ids inside the seed, so the two streams and their augmentations never share random numbers
 _UNLABELED, _LABELED, _AUGMENT = 1, 2, 3
+#: the ImageNet mean pixel on the uint8 scale: what PseudoSeg pads crops and fills its cutout with
+MEAN_PIXEL = [round(255 * m) for m in T.IMAGENET_MEAN]
 
 
 def valid_pixels(sample: dict) -> torch.Tensor:
@@ -50,7 +52,7 @@ class WeakStrongViews:
     """
 
     def __init__(self, cutout: int, jitter=(0.5, 0.5, 0.5, 0.25), fill=None):
-        fill = [round(255 * m) for m in T.IMAGENET_MEAN] if fill is None else fill
+        fill = MEAN_PIXEL if fill is None else fill
         ops: list = [T.ColorJitter(*jitter, p=1.0)]
         if cutout > 0:
             ops.append(T.Cutout(size=(cutout, cutout), fill=fill, p=1.0))

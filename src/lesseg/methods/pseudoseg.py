@@ -35,7 +35,7 @@ from lesseg.config import MethodConfig, SegmenterConfig, StageDataConfig
 from lesseg.config import config_field as _f
 from lesseg.data import transforms as T
 from lesseg.data.dataset import SegDataset
-from lesseg.data.semi import LabeledUnlabeledPairs, WeakStrongViews
+from lesseg.data.semi import MEAN_PIXEL, LabeledUnlabeledPairs, WeakStrongViews
 from lesseg.data.splits import Supervision
 from lesseg.engine.checkpoint import checked_run_files, load_checkpoint
 from lesseg.engine.trainer import TrainSettings
@@ -51,7 +51,13 @@ from lesseg.stages import classifier_keys
 from lesseg.stages.common import device_of, is_main, train_and_save
 from lesseg.stages.references import compute_references
 from lesseg.stages.report import init_note, write_run_report
-from lesseg.stages.segmenter import SEGMENTER_TEST_KEYS, evaluate_segmenter, fit_segmenter, split_scores
+from lesseg.stages.segmenter import (
+    SEGMENTER_TEST_KEYS,
+    evaluate_segmenter,
+    fit_segmenter,
+    segmenter_transform,
+    split_scores,
+)
 
 SOURCES = ("fused", "decoder", "sgc")
 #: the official cutout: a 100-pixel square at 513-pixel crops, scaled with the crop
@@ -231,24 +237,22 @@ class PseudoSegMethod(Method):
         c = self.cfg.method.cutout
         return 0 if c < 0 else c or max(1, round(CUTOUT_AT_513 * self.cfg.data.crop_size / 513))
 
-    def pad_fill(self) -> list[int]:
-        """The mean pixel (uint8 scale): what crops are padded with (official)."""
-        return [round(255 * v) for v in T.IMAGENET_MEAN]
-
-    def train_dataset(self, dataset=None) -> LabeledUnlabeledPairs:
+    def pairs_dataset(self) -> LabeledUnlabeledPairs:
+        """What the training stage iterates: labeled crops with unlabeled weak/strong views."""
         cfg, m = self.cfg, self.cfg.method
         d = cfg.data
-        geometry = [T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size, fill=self.pad_fill()),
-                    T.RandomHorizontalFlip()]  # fmt: skip
+        # the reference segmenters' augmentation (official: rescale, crop padded with the mean pixel, flip);
+        # the unlabeled crops stay uint8 until their two views are made
+        transform = segmenter_transform(d, MEAN_PIXEL)
         labeled_ids = set(self.splits.labeled.labeled)
-        labeled = SegDataset(self.source, d.train_split, transform=T.Compose([*geometry, T.Normalize()]),
+        labeled = SegDataset(self.source, d.train_split, transform=transform,
                              supervision=Supervision.semi(self.splits.labeled, tags=False), return_params=True)  # fmt: skip
         labeled.records = [r for r in labeled.records if r.id in labeled_ids]
         unlabeled_ids = set(self.unlabeled_ids())
-        unlabeled = SegDataset(self.source, self._unlabeled_split(), transform=T.Compose(geometry),
+        unlabeled = SegDataset(self.source, self._unlabeled_split(), transform=T.Compose(transform.transforms[:-1]),
                                supervision=Supervision(masks="none", tags=m.weak), return_params=True)  # fmt: skip
         unlabeled.records = [r for r in unlabeled.records if r.id in unlabeled_ids]
-        views = WeakStrongViews(self.cutout_size(), tuple(m.jitter), fill=self.pad_fill())
+        views = WeakStrongViews(self.cutout_size(), tuple(m.jitter))
         return LabeledUnlabeledPairs(labeled, unlabeled, views, m.unlabeled_per_labeled, cfg.train.seed)
 
     # ---- training --------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ class PseudoSegMethod(Method):
         cfg = ctx.cfg
         torch.manual_seed(cfg.train.seed)
         settings = TrainSettings.from_config(cfg)
-        train_and_save(ctx, "train", settings, self.build_model(), self.training_step, self.train_dataset())
+        train_and_save(ctx, "train", settings, self.build_model(), self.training_step, self.pairs_dataset())
 
     def steps(self) -> int:
         """Optimiser steps of the PseudoSeg training (one epoch = one pass over the unlabeled images)."""
@@ -338,7 +342,7 @@ class PseudoSegMethod(Method):
             runs.append(("upper_bound", None, Supervision(masks="all", tags=False)))
         for name, ids, supervision in runs:
             recipe = self.reference_recipe(len(ids) if ids is not None else len(train))
-            net = fit_segmenter(ctx, supervision, ids=ids, seg=recipe, name=name, pad_fill=self.pad_fill())
+            net = fit_segmenter(ctx, supervision, ids=ids, seg=recipe, name=name, pad_fill=MEAN_PIXEL)
             if is_main(ctx):
                 net.encoder.set_normalization(normalization_of(ctx.cfg.model))
                 predictor = Predictor(
