@@ -129,3 +129,14 @@ def test_subset_miou_and_harmonic_mean():
     assert subset_miou(m.to_dict(), {"all": ["a", "b", "c"]}) == {"all": 0.5}  # one subset: no harmonic
     with pytest.raises(ValueError, match=r"unknown class\(es\) \['e'\]; classes: a, b, c, d"):
         subset_miou(m, {"base": ["e"]})
+
+
+def test_a_semi_supervised_segmenter_is_read_against_its_supervised_only_baseline():
+    from lesseg.eval.metrics_file import format_headline, headline
+
+    metrics = {"segmenter": {"miou": 0.5}, "references": {"random_tags": {"val": {"miou": 0.2}},
+                                                         "supervised_only": {"val": {"miou": 0.6}}}}  # fmt: skip
+    (row,) = headline(metrics)
+    assert (row["reference_name"], row["reference"]) == ("supervised_only val", 0.6)
+    assert round(row["margin"], 6) == -0.1
+    assert "BELOW the supervised_only val reference" in format_headline(metrics)
