@@ -1,10 +1,10 @@
 """Models: timm feature backbones, an encoder-decoder-head base with a registry, CAM classifier, DeepLabv3+,
-PseudoSeg's network.
+PseudoSeg's network, MaskFormer.
 
 Example:
     >>> from lesseg.models import create_model, list_models
     >>> list_models()
-    ['cam_classifier', 'deeplabv3plus', 'mcis', 'picie_fpn', 'pseudoseg']
+    ['cam_classifier', 'deeplabv3plus', 'maskformer', 'mcis', 'picie_fpn', 'pseudoseg']
     >>> model = create_model("cam_classifier", backbone="resnet18", num_classes=20)
 """
 
@@ -14,6 +14,7 @@ from lesseg.models.cam import CAMClassifier, multilabel_soft_margin_loss
 from lesseg.models.coattention import CoAttention, MCISNet
 from lesseg.models.deeplab import DeepLabV3Plus
 from lesseg.models.fpn import PiCIEFPN
+from lesseg.models.maskformer import MaskFormer
 from lesseg.models.pseudoseg import PseudoSegNet
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "CAMClassifier",
     "CoAttention",
     "MCISNet",
+    "MaskFormer",
     "DeepLabV3Plus",
     "PiCIEFPN",
     "PseudoSegNet",
