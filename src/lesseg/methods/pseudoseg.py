@@ -330,7 +330,7 @@ class PseudoSegMethod(Method):
     def references(self, ctx) -> None:
         """The mask references of every run, and (unless ``eval.references=false``) the supervised-only
         baseline and, where every training image has a mask, the fully supervised upper bound, each
-        trained here and scored on val, with PseudoSeg's val mIoU as a fraction of it."""
+        trained here and scored on val (``references/supervised_only``, ``references/upper_bound``)."""
         compute_references(ctx)
         if not ctx.cfg.eval.references:
             return
