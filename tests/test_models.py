@@ -158,7 +158,14 @@ def test_bad_inputs_and_options():
         DeepLabV3Plus("vit_tiny_patch16_224", img_size=64)
     with pytest.raises(ConfigError, match=r"did you mean 'deeplabv3plus'.*cam_classifier"):
         create_model("deeplab")
-    assert list_models() == ["cam_classifier", "deeplabv3plus", "maskformer", "mcis", "picie_fpn", "pseudoseg"]
+    assert list_models() == [
+        "cam_classifier",
+        "deeplabv3plus",
+        "maskformer",
+        "mcis",
+        "picie_fpn",
+        "pseudoseg",
+    ]
 
 
 def test_param_groups():
