@@ -284,10 +284,12 @@ class Predictor:
         return written
 
 
-def protocol_of(seg) -> dict:
-    """The test-time settings of a ``segmenter`` config section, as :class:`Predictor` arguments."""
+def protocol_of(seg, **overrides) -> dict:
+    """The test-time settings of a ``segmenter`` config section, as :class:`Predictor` arguments, with the
+    ``overrides`` that are not None in their place (``scales``, ``flip``, ``crf_iterations``, ...)."""
     if seg.test_stride > seg.test_window:
         raise ConfigError(f"segmenter.test_stride={seg.test_stride} must not exceed "
                           f"segmenter.test_window={seg.test_window}")  # fmt: skip
-    return {"scales": tuple(seg.test_scales), "flip": seg.test_flip, "crf_iterations": seg.test_crf_iterations,
-            "slide_above": seg.test_slide_above, "window": seg.test_window, "stride": seg.test_stride}  # fmt: skip
+    own = {"scales": tuple(seg.test_scales), "flip": seg.test_flip, "crf_iterations": seg.test_crf_iterations,
+           "slide_above": seg.test_slide_above, "window": seg.test_window, "stride": seg.test_stride}  # fmt: skip
+    return {**own, **{k: v for k, v in overrides.items() if v is not None}}

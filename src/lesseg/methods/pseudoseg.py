@@ -44,6 +44,7 @@ from lesseg.eval import read_metrics, record_metrics
 from lesseg.methods.base import Method
 from lesseg.models import create_model
 from lesseg.models.backbones import normalization_of
+from lesseg.models.pseudoseg import resize_valid
 from lesseg.pipeline import Stage
 from lesseg.predict import Predictor, protocol_of
 from lesseg.registry import register_method
@@ -257,8 +258,9 @@ class PseudoSegMethod(Method):
 
     # ---- training --------------------------------------------------------------------------------
 
-    def build_model(self) -> torch.nn.Module:
-        m = self.cfg.model
+    def build_model(self, m=None) -> torch.nn.Module:
+        """PseudoSegNet from ``model.*`` (or the ``ModelConfig`` ``m``)."""
+        m = m or self.cfg.model
         return create_model("pseudoseg", backbone=m.backbone, num_classes=self.classes.num_classes,
                             background_index=self.classes.background_index, output_stride=m.output_stride,
                             norm=m.norm, weights=m.weights, pretrained=m.pretrained, key_dim=self.cfg.method.key_dim)  # fmt: skip
@@ -281,9 +283,7 @@ class PseudoSegMethod(Method):
         target = pseudo_label(out["weak_decoder_logits"], out["weak_sgc_logits"], m.pseudo_label, m.gamma,
                               m.temperature)  # fmt: skip
         strong_logits = out["strong_logits"]
-        valid_s4 = (
-            F.interpolate(valid[:, None].float(), size=strong_logits.shape[-2:], mode="nearest")[:, 0] > 0.5
-        )
+        valid_s4 = resize_valid(valid, strong_logits.shape[-2:])
         l_u = consistency_loss(strong_logits, target, valid_s4, m.confidence)
         loss = (m.supervised_weight * l_s + m.classification_weight * l_x + m.sgc_weight * l_sa
                 + m.consistency_weight * l_u)  # fmt: skip
@@ -361,13 +361,10 @@ class PseudoSegMethod(Method):
         (``segmenter.test_*``: single scale, no flip by default, the official one)."""
         checked_run_files(run_dir, "checkpoints/train_final.pt")
         own = dataclasses.replace(self.cfg.model, pretrained=False, weights=None)
-        net = create_model("pseudoseg", backbone=own.backbone, num_classes=self.classes.num_classes,
-                           background_index=self.classes.background_index, output_stride=own.output_stride,
-                           norm=own.norm, key_dim=self.cfg.method.key_dim)  # fmt: skip
+        net = self.build_model(own)  # the run's weights, not the initial ones
         net.encoder.set_normalization(normalization_of(self.cfg.model))
         net.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "train_final.pt"))["model"])
-        settings = {**protocol_of(self.cfg.segmenter), **{k: v for k, v in protocol.items() if v is not None}}
-        return Predictor(net, self.classes, device=device, **settings)
+        return Predictor(net, self.classes, device=device, **protocol_of(self.cfg.segmenter, **protocol))
 
     def report_notes(self, ctx) -> list[str]:
         m, labeled = ctx.cfg.method, self.splits.labeled

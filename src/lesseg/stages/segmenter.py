@@ -56,8 +56,7 @@ def trained_segmenter(cfg, classes, run_dir, device: str = "auto", normalization
     model = build_segmenter(own, classes.num_classes)
     model.encoder.set_normalization(normalization)
     model.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", "segmenter_final.pt"))["model"])
-    settings = {**protocol_of(seg), **{k: v for k, v in protocol.items() if v is not None}}
-    return Predictor(model, classes, device=device, **settings)
+    return Predictor(model, classes, device=device, **protocol_of(seg, **protocol))
 
 
 def init_encoder_from_classifier(ctx: RunContext, model: torch.nn.Module) -> None:
