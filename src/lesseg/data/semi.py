@@ -15,6 +15,7 @@ views share (neither padded nor cut out).
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -28,6 +29,12 @@ from lesseg.data.dataset import SegDataset
 _UNLABELED, _LABELED, _AUGMENT = 1, 2, 3
 #: the ImageNet mean pixel on the uint8 scale: what PseudoSeg pads crops and fills its cutout with
 MEAN_PIXEL = [round(255 * m) for m in T.IMAGENET_MEAN]
+
+
+@functools.lru_cache(maxsize=8)
+def _permutation(seed: int, stream: int, round_: int, n: int) -> np.ndarray:
+    """One seeded permutation of a stream, computed once per (round, n) rather than once per item."""
+    return np.random.default_rng([seed, stream, round_]).permutation(n)
 
 
 def valid_pixels(sample: dict) -> torch.Tensor:
@@ -123,11 +130,10 @@ class LabeledUnlabeledPairs(Dataset):
         """The labeled stream at position epoch x len + item: a new permutation every len(labeled) draws."""
         n = len(self.labeled)
         position = self.epoch * len(self) + item
-        order = np.random.default_rng([self.seed, _LABELED, position // n]).permutation(n)
-        return int(order[position % n])
+        return int(_permutation(self.seed, _LABELED, position // n, n)[position % n])
 
     def unlabeled_indices(self, item: int) -> list[int]:
-        order = np.random.default_rng([self.seed, _UNLABELED, self.epoch]).permutation(len(self.unlabeled))
+        order = _permutation(self.seed, _UNLABELED, self.epoch, len(self.unlabeled))
         return order[item * self.per_item : (item + 1) * self.per_item].tolist()
 
     def _rng(self, item: int, slot: int) -> np.random.Generator:
