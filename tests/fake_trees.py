@@ -164,3 +164,51 @@ def make_fake_cocostuff(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(f"{i}\n" for i in COCO_CURATED[split]))
     return root
+
+
+# ADE20K raw values: 0 unlabelled, v -> class v - 1 (1 wall, 3 sky, 13 person, 150 flag)
+ADE_RAW = {
+    "ADE_train_00000001": np.array([[1] * 4 + [3] * 4] * 3 + [[13] * 4 + [0] * 4] * 3, dtype=np.uint8),
+    "ADE_train_00000002": np.array([[150] * W] * H, dtype=np.uint8),
+    "ADE_val_00000001": np.array([[3] * W] * 2 + [[1] * W] * 4, dtype=np.uint8),
+}
+ADE_SPLITS = {"training": ["ADE_train_00000001", "ADE_train_00000002"], "validation": ["ADE_val_00000001"]}
+
+
+def make_fake_ade20k(root: Path, detectron2: bool = False) -> Path:
+    """ADEChallengeData2016/: images/{training,validation}/*.jpg with annotations/<split>/*.png, or
+    (``detectron2``) only MaskFormer's annotations_detectron2/ (values shifted down by one, 0 -> 255)."""
+    root = Path(root) / "ADEChallengeData2016"
+    n = 0
+    for split, ids in ADE_SPLITS.items():
+        for image_id in ids:
+            _write_image(root / "images" / split / f"{image_id}.jpg", n)
+            n += 1
+            raw = ADE_RAW[image_id]
+            if detectron2:
+                _write_gray(root / "annotations_detectron2" / split / f"{image_id}.png", raw - 1)  # 0 -> 255
+            else:
+                _write_gray(root / "annotations" / split / f"{image_id}.png", raw)
+    return root
+
+
+# COCO-Stuff-10K label PNGs: 0..170 in category-id order (0 person, 80 banner, 170 wood), 255 unlabelled
+COCO10K_RAW = {
+    "COCO_train2014_000000000077": np.array([[0] * 4 + [80] * 4] * 3 + [[170] * 4 + [255] * 4] * 3, np.uint8),
+    "COCO_train2014_000000000078": np.array([[2] * W] * H, dtype=np.uint8),
+    "COCO_train2014_000000000079": np.array([[80] * W] * H, dtype=np.uint8),
+}
+COCO10K_SPLITS = {"train": ["COCO_train2014_000000000077", "COCO_train2014_000000000078"],
+                  "test": ["COCO_train2014_000000000079"]}  # fmt: skip
+
+
+def make_fake_cocostuff10k(root: Path) -> Path:
+    """coco_stuff_10k/: images_detectron2/{train,test}/*.jpg and annotations_detectron2/<split>/*.png."""
+    root = Path(root) / "coco_stuff_10k"
+    n = 0
+    for split, ids in COCO10K_SPLITS.items():
+        for image_id in ids:
+            _write_image(root / "images_detectron2" / split / f"{image_id}.jpg", n)
+            n += 1
+            _write_gray(root / "annotations_detectron2" / split / f"{image_id}.png", COCO10K_RAW[image_id])
+    return root

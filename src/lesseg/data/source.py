@@ -239,7 +239,8 @@ def read_dataset(root: str | Path, format: str = "auto", **options) -> DatasetSo
 
     Args:
         root: the dataset's top folder.
-        format: ``auto`` to detect, or one of ``folder``, ``voc``, ``cityscapes``, ``cocostuff``, ``camvid``.
+        format: ``auto`` to detect, or one of ``folder``, ``voc``, ``cityscapes``, ``cocostuff``,
+            ``cocostuff10k``, ``ade20k``, ``camvid``.
         options: reader-specific options (e.g. ``protocol="27"`` for Cityscapes and COCO-Stuff).
     """
     import lesseg.data.readers  # noqa: F401  (registers the readers)

@@ -2,7 +2,7 @@
 
 import importlib
 
-for _name in ("folder", "camvid", "voc", "cityscapes", "cocostuff"):
+for _name in ("folder", "camvid", "voc", "cityscapes", "cocostuff", "cocostuff10k", "ade20k"):
     try:
         importlib.import_module(f"{__name__}.{_name}")
     except ModuleNotFoundError as e:  # a reader still being written must not break the others

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesseg.data.classes import ClassInfo
-from lesseg.data.readers.folder import read_split_list, report_overlaps
+from lesseg.data.readers.folder import paired_records, read_split_list, report_overlaps
 from lesseg.data.source import DatasetSource, LabelMap, Problem, Record, register_reader, report_some
 from lesseg.errors import DataError, did_you_mean
 
@@ -159,23 +159,8 @@ def read_cocostuff(root: Path, protocol: str = "171") -> DatasetSource:
 
     splits: dict[str, list[Record]] = {}
     for split_dir in sorted(p for p in image_root.iterdir() if p.is_dir()):
-        split = split_dir.name
-        label_dir = _label_dir(root, split)
-        label_names = {p.name for p in label_dir.iterdir()} if label_dir is not None else set()
-        records = []
-        missing = []
-        for image in sorted(split_dir.glob("*.jpg")):
-            mask_name = f"{image.stem}.png"
-            if label_dir is not None and mask_name not in label_names:
-                missing.append((f"{label_dir / mask_name}: label file missing for image {split}/{image.name}",
-                                image.stem))  # fmt: skip
-            mask = label_dir / mask_name if mask_name in label_names else None
-            records.append(Record(image.stem, image, mask))
-        report_some(problems, [m for m, _ in missing], f"{label_dir}: ... and {{n}} more missing label files",
-                    (split,), [i for _, i in missing])  # fmt: skip
-        if not records:
-            problems.append(Problem(f"{split_dir}: no .jpg images", (split,)))
-        splits[split] = records
+        splits[split_dir.name] = paired_records(split_dir, _label_dir(root, split_dir.name), split_dir.name,
+                                                problems)  # fmt: skip
     for split in SPLIT_NAMES:
         if split in splits and _label_dir(root, split) is None:
             looked = ", ".join(str(root / d / split) for d in LABEL_DIRS)

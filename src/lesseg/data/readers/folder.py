@@ -65,6 +65,47 @@ def report_overlaps(splits: dict[str, list[Record]], files: dict[str, Path], pro
                 ))  # fmt: skip
 
 
+def paired_records(image_dir: Path, label_dir: Path | None, split: str, problems: list[str],
+                   image_glob: str = "*.jpg") -> list[Record]:  # fmt: skip
+    """One record per image of ``image_dir`` (``image_glob``), its mask ``label_dir/<stem>.png``: the layout
+    of COCO-Stuff and ADE20K. A missing label file is a problem of ``split`` naming it (the record keeps no
+    mask); ``label_dir=None``: the split has no labels at all (the caller says so once)."""
+    label_names = {q.name for q in label_dir.iterdir()} if label_dir is not None else set()
+    records, missing = [], []
+    for image in sorted(image_dir.glob(image_glob)):
+        name = f"{image.stem}.png"
+        if label_dir is not None and name not in label_names:
+            missing.append(
+                (f"{label_dir / name}: label file missing for image {split}/{image.name}", image.stem)
+            )
+        records.append(Record(image.stem, image, label_dir / name if name in label_names else None))
+    report_some(problems, [m for m, _ in missing], f"{label_dir}: ... and {{n}} more missing label files",
+                (split,), [i for _, i in missing])  # fmt: skip
+    if not records:
+        problems.append(Problem(f"{image_dir}: no {image_glob} images", (split,)))
+    return records
+
+
+def split_folders(images: Path, labels: Path, aliases: dict[str, str | None],
+                  problems: list[str]) -> dict[str, list[Record]]:  # fmt: skip
+    """The splits of a ``images/<split>/*.jpg`` + ``labels/<split>/*.png`` tree (ADE20K, COCO-Stuff-10K):
+    each folder of ``aliases`` that exists, also under its alias when that is not ``None``."""
+    splits: dict[str, list[Record]] = {}
+    for folder, alias in aliases.items():
+        image_dir, label_dir = images / folder, labels / folder
+        if not image_dir.is_dir():
+            problems.append(Problem(f"{image_dir}: missing; no {folder} split", (folder,)))
+            continue
+        if not label_dir.is_dir():
+            problems.append(Problem(f"{label_dir}: missing; the {folder} images have no labels", (folder,)))
+        splits[folder] = paired_records(
+            image_dir, label_dir if label_dir.is_dir() else None, folder, problems
+        )
+        if alias:
+            splits[alias] = splits[folder]
+    return splits
+
+
 def read_tags_csv(path: Path, classes: ClassInfo, problems: list[str]) -> dict[str, tuple[int, ...]]:
     tags: dict[str, tuple[int, ...]] = {}
     with path.open(newline="") as f:
