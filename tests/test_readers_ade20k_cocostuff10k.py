@@ -84,7 +84,9 @@ def test_ade20k_value_above_150_is_refused(tmp_path):
     root = make_fake_ade20k(tmp_path)
     record = read_dataset(root).split("training")[1]
     _write_gray(record.mask, np.full((H, W), 151, np.uint8))
-    with pytest.raises(DataError, match=r"ADE_train_00000002\.png: label values outside the 150 classes: 151"):
+    with pytest.raises(
+        DataError, match=r"ADE_train_00000002\.png: label values outside the 150 classes: 151"
+    ):
         read_dataset(root).load_mask(record)
 
 

@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", type=_existing_dir, help="the dataset's top folder")
     check.add_argument(
-        "--format", default="auto", help="auto (default), folder, voc, cityscapes, cocostuff, cocostuff10k, ade20k or camvid"
+        "--format",
+        default="auto",
+        help="auto (default), folder, voc, cityscapes, cocostuff, cocostuff10k, ade20k or camvid",
     )
     check.add_argument(
         "-o",
