@@ -1,4 +1,6 @@
-"""ADE20K-150 and COCO-Stuff-10K readers on fake trees in MaskFormer's layouts."""
+"""ADE20K-150 and COCO-Stuff-10K readers on fake trees in MaskFormer's layouts, and SimFormer's splits."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from lesseg.cli import main
 from lesseg.data.check import check_dataset
 from lesseg.data.readers.ade20k import ADE20K_CLASSES
 from lesseg.data.source import read_dataset
-from lesseg.errors import DataError
+from lesseg.data.splits import run_splits
+from lesseg.errors import ConfigError, DataError
 
 IGN = 255
 
@@ -96,3 +99,35 @@ def test_cocostuff10k_as_distributed_asks_for_the_conversion(tmp_path):
     (root / "annotations").mkdir()
     with pytest.raises(DataError, match="prepare_coco_stuff_10k_sem_seg.py"):
         read_dataset(root)
+
+
+@pytest.mark.parametrize("make, prefix, count, novel", [
+    (make_fake_ade20k, "ade20k", 4, 38),
+    (make_fake_cocostuff10k, "cocostuff10k", 9, 43),
+])  # fmt: skip
+def test_shipped_official_splits_resolve_by_name(tmp_path, make, prefix, count, novel):
+    source = read_dataset(make(tmp_path))
+    sizes = []
+    for k in range(1, count + 1):
+        data = SimpleNamespace(labeled=None, novel=f"{prefix}_split{k}", novel_seed=0, train_split="train")
+        split = run_splits(data, source).base_novel
+        assert sorted(split.base + split.novel) == list(range(source.classes.num_classes))
+        sizes.append(len(split.novel))
+    assert sizes[:4] == [novel] * 4  # a quarter of the classes, as in the paper
+    if prefix == "cocostuff10k":
+        assert sizes[4:] == [51, 59, 68, 76, 85]  # the novel-ratio analysis splits 0.30 ... 0.50
+    first = run_splits(SimpleNamespace(labeled=None, novel=f"{prefix}_split1", novel_seed=0, train_split="train"),
+                       source).base_novel  # fmt: skip
+    names = [source.classes.classes[i] for i in first.novel]
+    assert names[:3] == (
+        ["building", "floor", "road"] if prefix == "ade20k" else ["motorcycle", "train", "fire hydrant"]
+    )
+
+
+def test_unknown_split_name_lists_the_shipped_ones(tmp_path):
+    source = read_dataset(make_fake_ade20k(tmp_path))
+    data = SimpleNamespace(labeled=None, novel="ade20k_split7", novel_seed=0, train_split="train")
+    with pytest.raises(
+        ConfigError, match=r"data.novel='ade20k_split7'.*shipped splits: ade20k_split1, ade20k_split2"
+    ):
+        run_splits(data, source)

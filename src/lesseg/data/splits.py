@@ -206,14 +206,20 @@ class RunSplits:
 _NUMBER = re.compile(r"\s*[0-9.]+(\s*/\s*[0-9.]+)?\s*")
 
 
-def _list_file(spec: str, root: Path, key: str, what: str) -> list[str]:
-    """The lines of the file ``spec`` names (as given, else inside the dataset ``root``)."""
+SHIPPED_NOVEL_SPLITS = Path(__file__).parent / "novel_splits"  # the official weak-shot splits, by name
+
+
+def _list_file(spec: str, root: Path, key: str, what: str, shipped: Path | None = None) -> list[str]:
+    """The lines of the file ``spec`` names: as given, else inside the dataset ``root``, else (``shipped``)
+    the file ``shipped/<spec>.txt`` that lesseg ships."""
     path = Path(spec).expanduser()
-    if not path.is_file() and (root / spec).is_file():
-        path = root / spec
+    candidates = [path, root / spec] + ([shipped / f"{spec}.txt"] if shipped else [])
+    path = next((c for c in candidates if c.is_file()), path)
     if not path.is_file():
+        names = sorted(p.stem for p in shipped.glob("*.txt")) if shipped else []
+        also = f"; or one of the shipped splits: {', '.join(names)}" if names else ""
         raise ConfigError(f"{key}={spec!r} is neither a fraction (e.g. 1/8) nor an existing file of {what} "
-                          f"(looked at {Path(spec)} and {root / spec})")  # fmt: skip
+                          f"(looked at {Path(spec)} and {root / spec}){also}")  # fmt: skip
     lines = [ln.strip() for ln in path.read_text().splitlines()]
     entries = [ln for ln in lines if ln and not ln.startswith("#")]
     if not entries:
@@ -226,8 +232,9 @@ def run_splits(data, source) -> RunSplits:
 
     - ``data.labeled``: a fraction of the training images (drawn with ``data.labeled_seed``) or a file of
       image ids, one per line; those images keep their masks.
-    - ``data.novel``: a fraction of the object classes (drawn with ``data.novel_seed``) or a file of class
-      names, one per line; those classes keep only their tags.
+    - ``data.novel``: a fraction of the object classes (drawn with ``data.novel_seed``), a file of class
+      names, one per line, or the name of a shipped official split (``ade20k_split1`` ... ``4``,
+      ``cocostuff10k_split1`` ... ``9``: SimFormer's); those classes keep only their tags.
     """
     labeled = base_novel = None
     if data.labeled is not None:
@@ -248,7 +255,7 @@ def run_splits(data, source) -> RunSplits:
                 classes, novel_fraction=parse_fraction(data.novel), seed=data.novel_seed
             )
         else:
-            names = _list_file(data.novel, source.root, "data.novel", "class names")
+            names = _list_file(data.novel, source.root, "data.novel", "class names", SHIPPED_NOVEL_SPLITS)
             try:
                 base_novel = base_novel_split(classes, novel=names)
             except DataError as e:
