@@ -48,7 +48,10 @@ def _f(default: Any, **meta: Any) -> Any:
 @dataclass
 class DataConfig:
     root: str = ""  # dataset folder
-    format: str = _f("auto", choices=("auto", "folder", "voc", "cityscapes", "cocostuff", "camvid"))
+    format: str = _f(
+        "auto",
+        choices=("auto", "folder", "voc", "cityscapes", "cocostuff", "cocostuff10k", "ade20k", "camvid"),
+    )
     options: dict[str, Any] = _f(dict)  # reader options, e.g. {"protocol": "27"}
     train_split: str = "train"
     val_split: str = _f("val", eval_only=True)  # evaluation only: changing it retrains nothing

@@ -15,6 +15,7 @@ the worker count, process count or resume point. Call ``set_epoch`` every epoch,
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 
@@ -42,6 +43,9 @@ class SegDataset(Dataset):
             through the same geometric transforms as the mask.
         labels: optional ``record -> mask`` that replaces the masks on disk (pseudo-labels for a segmenter);
             these are always exposed, and the ``Supervision`` policy's mask rules do not apply to them.
+        crop_novel_tags: weak-shot only: hide the novel classes' pixels after the transform rather than
+            before, and give ``crop_tags``, the multi-hot novel classes visible in the augmented crop (the
+            official SimFormer's novel image labels; it reads where the novel pixels are).
 
     Example:
         >>> import tempfile
@@ -65,6 +69,7 @@ class SegDataset(Dataset):
         return_params: bool = False,
         extra_maps: Callable[[Record], dict[str, np.ndarray]] | None = None,
         labels: Callable[[Record], np.ndarray] | None = None,
+        crop_novel_tags: bool = False,
     ):
         self.source = source
         self.split = split
@@ -77,6 +82,7 @@ class SegDataset(Dataset):
         self.return_params = return_params
         self.extra_maps = extra_maps
         self.labels = labels
+        self.crop_novel_tags = crop_novel_tags
 
     def __len__(self) -> int:
         return len(self.records)
@@ -115,7 +121,7 @@ class SegDataset(Dataset):
         if has_mask:
             if mask.shape != image.shape[:2]:
                 raise_size_mismatch(record, image.shape[:2], mask.shape)
-            if self.supervision.novel_classes:
+            if self.supervision.novel_classes and not self.crop_novel_tags:
                 mask = mask.copy()
                 mask[np.isin(mask, list(self.supervision.novel_classes))] = ignore
         else:
@@ -131,6 +137,15 @@ class SegDataset(Dataset):
         params: list = []
         if self.transform is not None:
             sample, params = self.transform(sample, rng)
+        if self.crop_novel_tags:
+            novel = torch.tensor(sorted(self.supervision.novel_classes), dtype=sample["mask"].dtype)
+            hidden = (
+                torch.isin(sample["mask"], novel)
+                if has_mask
+                else torch.zeros_like(sample["mask"], dtype=torch.bool)
+            )
+            sample["crop_tags"] = self.tags_multi_hot(tuple(int(c) for c in sample["mask"][hidden].unique()))
+            sample["mask"] = sample["mask"].masked_fill(hidden, ignore)
         sample.update(
             tags=self.tags_multi_hot(tags if has_tags else None),
             has_mask=has_mask,
@@ -141,6 +156,13 @@ class SegDataset(Dataset):
         if self.return_params:
             sample["params"] = json.dumps(params)
         return sample
+
+
+@functools.lru_cache(maxsize=8)
+def seeded_permutation(seed: int, stream: int, round_: int, n: int) -> np.ndarray:
+    """A seeded permutation of ``n`` items for one round (epoch) of one stream, computed once per round
+    rather than once per item (datasets that reorder their items each epoch)."""
+    return np.random.default_rng([seed, stream, round_]).permutation(n)
 
 
 def raise_size_mismatch(record: Record, image_hw, mask_hw) -> None:

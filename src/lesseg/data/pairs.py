@@ -1,4 +1,4 @@
-"""Image pairs that share a class, for cross-image methods (MCIS, Sun et al. ECCV 2020).
+"""Image pairs that share a class, for cross-image methods (MCIS, Sun et al. ECCV 2020; SimFormer's crosim).
 
 For image ``i`` one of its tagged classes is drawn uniformly, then a partner uniformly among the other
 training images tagged with that class (the official sampler; its "50% random pairs" branch has probability
@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
-from lesseg.data.dataset import SegDataset
+from lesseg.data.dataset import SegDataset, seeded_permutation
 
 PARTNER_SUFFIX = "_partner"
+_ANCHORS = 7  # the anchor permutation's stream id
 
 
 class PairDataset(Dataset):
@@ -58,8 +59,56 @@ class PairDataset(Dataset):
         others = [j for j in self.by_class[cls] if j != index]
         return int(others[int(rng.integers(len(others)))]) if others else index
 
+    def anchor_of(self, index: int) -> int:
+        """The image item ``index`` is about (itself here)."""
+        return index
+
     def __getitem__(self, index: int) -> dict:
-        sample = self.base[index]
-        partner = self.base[self.partner_of(index)]
+        anchor = self.anchor_of(index)
+        sample = self.base[anchor]
+        partner = self.base[self.partner_of(anchor)]
         sample.update({k + PARTNER_SUFFIX: v for k, v in partner.items()})
         return sample
+
+
+class WeakShotPairDataset(PairDataset):
+    """SimFormer's crosim pairs (the official "Deconf0.01" sampler), drawn by the run, any batch size.
+
+    The anchor's partner shares exactly one novel class with it where possible: one of the anchor's novel
+    tags is drawn (with probability ``rare_prob``, 0.01, the one with the fewest images instead), then a
+    partner among the images carrying it and no other of the anchor's novel tags; failing that, any image
+    carrying it; an anchor without novel tags (or whose novel classes no other image has) gets a partner
+    sharing any class (:class:`PairDataset`).
+
+    An epoch has half as many items as images, anchors a seeded permutation's first half, so that with
+    the partners it shows as many images as an epoch of single images.
+
+    Args:
+        base: the single images. novel: the novel class indices. seed: of the draws (with epoch, index).
+    """
+
+    def __init__(self, base: SegDataset, novel: tuple[int, ...], seed: int = 0, rare_prob: float = 0.01):
+        super().__init__(base, seed)
+        self.novel = frozenset(novel)
+        self.rare_prob = rare_prob
+
+    def __len__(self) -> int:
+        return max(1, len(self.base) // 2)
+
+    def anchor_of(self, index: int) -> int:
+        return int(seeded_permutation(self.seed, _ANCHORS, self.epoch, len(self.base))[index])
+
+    def partner_of(self, index: int) -> int:
+        novel = [c for c in self.tags[index] if c in self.novel]
+        if novel:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            if rng.random() < self.rare_prob:
+                cls = min(novel, key=lambda c: len(self.by_class[c]))
+            else:
+                cls = novel[int(rng.integers(len(novel)))]
+            sharing = [j for j in self.by_class[cls] if j != index]
+            exact = [j for j in sharing if len(set(self.tags[j]) & set(novel)) == 1]
+            for candidates in (exact, sharing):
+                if candidates:
+                    return int(candidates[int(rng.integers(len(candidates)))])
+        return super().partner_of(index)

@@ -15,7 +15,6 @@ views share (neither padded nor cut out).
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
@@ -23,18 +22,12 @@ import torch
 from torch.utils.data import Dataset
 
 from lesseg.data import transforms as T
-from lesseg.data.dataset import SegDataset
+from lesseg.data.dataset import SegDataset, seeded_permutation
 
 #: stream ids inside the seed, so the two streams and their augmentations never share random numbers
 _UNLABELED, _LABELED, _AUGMENT = 1, 2, 3
 #: the ImageNet mean pixel on the uint8 scale: what PseudoSeg pads crops and fills its cutout with
 MEAN_PIXEL = [round(255 * m) for m in T.IMAGENET_MEAN]
-
-
-@functools.lru_cache(maxsize=8)
-def _permutation(seed: int, stream: int, round_: int, n: int) -> np.ndarray:
-    """One seeded permutation of a stream, computed once per (round, n) rather than once per item."""
-    return np.random.default_rng([seed, stream, round_]).permutation(n)
 
 
 def valid_pixels(sample: dict) -> torch.Tensor:
@@ -44,6 +37,28 @@ def valid_pixels(sample: dict) -> torch.Tensor:
     if not geo:
         return torch.ones(sample["image"].shape[-2:], dtype=torch.bool)
     return T.valid_region(params, tuple(geo[0]["size"]))
+
+
+class WithValid(torch.utils.data.Dataset):
+    """A dataset drawn with ``return_params`` whose samples also carry ``valid`` (:func:`valid_pixels`;
+    ``valid_partner`` for a pair's partner) in place of their ``params``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.dataset[index]
+        for key in [k for k in sample if k.startswith("params")]:
+            suffix = key[len("params") :]
+            view = {"params": sample.pop(key), "image": sample["image" + suffix]}
+            sample["valid" + suffix] = valid_pixels(view)
+        return sample
 
 
 class WeakStrongViews:
@@ -130,10 +145,10 @@ class LabeledUnlabeledPairs(Dataset):
         """The labeled stream at position epoch x len + item: a new permutation every len(labeled) draws."""
         n = len(self.labeled)
         position = self.epoch * len(self) + item
-        return int(_permutation(self.seed, _LABELED, position // n, n)[position % n])
+        return int(seeded_permutation(self.seed, _LABELED, position // n, n)[position % n])
 
     def unlabeled_indices(self, item: int) -> list[int]:
-        order = _permutation(self.seed, _UNLABELED, self.epoch, len(self.unlabeled))
+        order = seeded_permutation(self.seed, _UNLABELED, self.epoch, len(self.unlabeled))
         return order[item * self.per_item : (item + 1) * self.per_item].tolist()
 
     def _rng(self, item: int, slot: int) -> np.random.Generator:

@@ -8,10 +8,11 @@ from lesseg.methods.mcis import MCISConfig, MCISMethod
 from lesseg.methods.picie import PiCIEConfig, PiCIEMethod
 from lesseg.methods.pseudoseg import PseudoSegConfig, PseudoSegMethod
 from lesseg.methods.puzzlecam import PuzzleCAMConfig, PuzzleCAMMethod
+from lesseg.methods.simformer import SimFormerConfig, SimFormerMethod
 from lesseg.methods.supervised import SupervisedMethod
 from lesseg.registry import get_method, register_method, registered_methods
 
 __all__ = [
     "REGIMES", "CAMMethod", "MCISConfig", "MCISMethod", "Method", "PiCIEConfig", "PiCIEMethod", "PseudoSegConfig", "PseudoSegMethod",
-    "PuzzleCAMConfig", "PuzzleCAMMethod", "SupervisedMethod", "get_method", "register_method", "registered_methods",
+    "PuzzleCAMConfig", "PuzzleCAMMethod", "SimFormerConfig", "SimFormerMethod", "SupervisedMethod", "get_method", "register_method", "registered_methods",
 ]  # fmt: skip

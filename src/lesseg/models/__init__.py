@@ -1,10 +1,10 @@
 """Models: timm feature backbones, an encoder-decoder-head base with a registry, CAM classifier, DeepLabv3+,
-PseudoSeg's network, MaskFormer.
+PseudoSeg's network, MaskFormer and SimFormer's network.
 
 Example:
     >>> from lesseg.models import create_model, list_models
     >>> list_models()
-    ['cam_classifier', 'deeplabv3plus', 'maskformer', 'mcis', 'picie_fpn', 'pseudoseg']
+    ['cam_classifier', 'deeplabv3plus', 'maskformer', 'mcis', 'picie_fpn', 'pseudoseg', 'simformer']
     >>> model = create_model("cam_classifier", backbone="resnet18", num_classes=20)
 """
 
@@ -16,6 +16,7 @@ from lesseg.models.deeplab import DeepLabV3Plus
 from lesseg.models.fpn import PiCIEFPN
 from lesseg.models.maskformer import MaskFormer
 from lesseg.models.pseudoseg import PseudoSegNet
+from lesseg.models.simformer import SimFormerNet, SimNet
 
 __all__ = [
     "DILATED_FAMILIES",
@@ -29,6 +30,8 @@ __all__ = [
     "PiCIEFPN",
     "PseudoSegNet",
     "SegmentationModel",
+    "SimFormerNet",
+    "SimNet",
     "create_backbone",
     "create_model",
     "list_models",

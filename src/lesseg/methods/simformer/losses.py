@@ -112,3 +112,109 @@ def complementary_loss(novel_mask_logits: torch.Tensor, base_masks: torch.Tensor
     covered = base_masks.float().amax(0) if len(base_masks) else torch.zeros(h, w, device=valid.device)
     target = ((1 - covered) * valid.float()).flatten()[None]
     return focal_weight * sigmoid_focal_loss(pred, target, 1) + dice_weight * dice_loss(pred, target, 1)
+
+
+def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_weight: float = 0.1,
+               focal_weight: float = 20.0, dice_weight: float = 1.0,
+               complementary_weight: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
+    """SimFormer's set losses of a batch, on the last decoder layer and on every ``aux_outputs`` layer
+    (deep supervision), summed over layers.
+
+    Per image and layer, :func:`weak_shot_match` pairs queries with targets; then
+
+    * ``classification``: cross-entropy over every query, matched ones towards their target's class
+      (base and novel), the rest towards "no object" (class weight ``no_object_weight``, 0.1);
+    * ``mask``: for the base targets, ``focal_weight`` focal + ``dice_weight`` dice of the matched queries'
+      masks (bilinearly upsampled to the targets' size) divided by the number of base targets in the batch;
+    * ``complementary`` (``complementary_weight`` > 0; 0.20 ADE, 0.15 COCO): :func:`complementary_loss`
+      of each image with novel targets, averaged over those images, times the weight.
+
+    Args:
+        outputs: MaskFormer's ``pred_logits`` [N, Q, K+1], ``pred_masks`` [N, Q, h, w], ``aux_outputs``.
+        targets: per image, ``labels`` [T] (base targets first), ``masks`` [T_base, H, W] 0/1 (the base
+            targets' masks at the crop's size) and ``valid`` [H, W] (True where the crop holds image).
+        num_classes: K.
+    """
+    layers = [outputs, *outputs.get("aux_outputs", [])]
+    num_masks = max(1, sum(len(t["masks"]) for t in targets))
+    weight = torch.ones(num_classes + 1, device=outputs["pred_logits"].device)
+    weight[-1] = no_object_weight
+    total = {"classification": 0.0, "mask": 0.0, "complementary": 0.0}
+    for layer in layers:
+        logits, masks = layer["pred_logits"], layer["pred_masks"]
+        classes = torch.full(logits.shape[:2], num_classes, dtype=torch.long, device=logits.device)
+        mask_terms, comp_terms = [], []
+        for i, t in enumerate(targets):
+            if not len(t["labels"]):
+                continue
+            small = F.interpolate(t["masks"][None].float(), size=masks.shape[-2:], mode="nearest")[0]
+            rows, cols = weak_shot_match(logits[i], masks[i], t["labels"], small, focal_weight=focal_weight,
+                                         dice_weight=dice_weight)  # fmt: skip
+            rows, cols = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+            classes[i, rows] = t["labels"][cols].to(logits.device)
+            n_base = len(t["masks"])
+            base, novel = cols < n_base, cols >= n_base
+            size = t["masks"].shape[-2:]
+            if base.any():
+                pred = F.interpolate(
+                    masks[i, rows[base]][None], size=size, mode="bilinear", align_corners=False
+                )[0]
+                target = t["masks"][cols[base]].flatten(1).float()
+                mask_terms.append(focal_weight * sigmoid_focal_loss(pred.flatten(1), target, num_masks)
+                                  + dice_weight * dice_loss(pred.flatten(1), target, num_masks))  # fmt: skip
+            if complementary_weight and novel.any():
+                pred = F.interpolate(
+                    masks[i, rows[novel]][None], size=size, mode="bilinear", align_corners=False
+                )[0]
+                comp_terms.append(complementary_loss(pred, t["masks"], t["valid"], focal_weight, dice_weight))
+        total["classification"] = total["classification"] + F.cross_entropy(
+            logits.float().transpose(1, 2), classes, weight=weight
+        )
+        if mask_terms:
+            total["mask"] = total["mask"] + torch.stack(mask_terms).sum()
+        if comp_terms:
+            total["complementary"] = (
+                total["complementary"] + complementary_weight * torch.stack(comp_terms).mean()
+            )
+    zero = outputs["pred_logits"].sum() * 0
+    return {k: v if torch.is_tensor(v) else zero for k, v in total.items()}
+
+
+def similarity_distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, kind: str = "cce"
+) -> torch.Tensor:
+    """Pixel-pixel similarity distillation (SimFormer Sec. 3.3): ``student`` = ReLU(cosine) of two pixels'
+    novel-class score vectors, ``teacher`` = SimNet's P(same class) (no gradient), both in [0, 1], any
+    shape; plain mean over the pairs.
+
+    ``cce`` (official default): ``-relu(t - 0.5) log(1 + s) - relu(0.5 - t) log(2 - s)``, a hinge at 0.5
+    that pulls s up where the teacher says "same" and down where it says "different"; ``ce``: binary
+    cross-entropy of s against t.
+
+    Example:
+        >>> s, t = torch.tensor([0.5]), torch.tensor([1.0])
+        >>> round(similarity_distillation_loss(s, t).item(), 4)  # -0.5 log 1.5
+        -0.2027
+    """
+    t = teacher.detach().float()
+    s = student.float()
+    if kind == "cce":
+        return (-F.relu(t - 0.5) * torch.log1p(s) - F.relu(0.5 - t) * torch.log(2 - s)).mean()
+    if kind == "ce":
+        return F.binary_cross_entropy(s.clamp(1e-6, 1 - 1e-6), t)
+    raise ValueError(f"method.distill_loss={kind!r} is not valid; use one of ('cce', 'ce')")
+
+
+def balanced_pair_bce(prob_same: torch.Tensor, same: torch.Tensor, positive_fraction: float) -> torch.Tensor:
+    """SimNet's class-balanced BCE on base-pixel pairs: positives weighted by the negative fraction and
+    negatives by the positive fraction (``positive_fraction``: the official running mean over the last 25
+    batches), averaged over the pairs.
+
+    Example:
+        >>> p, y = torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0])
+        >>> round(balanced_pair_bce(p, y, 0.25).item(), 4)  # (0.75 + 0.25) log 2 / 2
+        0.3466
+    """
+    y = same.float()
+    w = y * (1 - positive_fraction) + (1 - y) * positive_fraction
+    return F.binary_cross_entropy(prob_same.float().clamp(1e-6, 1 - 1e-6), y, weight=w)

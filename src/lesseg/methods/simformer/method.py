@@ -1,0 +1,419 @@
+"""SimFormer's method object, its ``method`` config section and its pipeline (facts of the official code:
+``../shared/reference/methods.md`` section 4).
+
+Pipeline: ``supervision`` (the base/novel split, ``data.novel``), ``train`` (stage one: MaskFormer with the
+weak-shot set losses and the complementary loss, plus, with ``method.crosim``, SimNet and its distillation
+on image pairs), then with ``method.retrain`` ``pseudo_labels`` (stage one's predictions on train: novel
+labels where the predicted class is one of the image's novel tags, base pixels from the base masks, the rest
+ignore) and ``retrain`` (the same network from its initial weights on those labels, every class with masks,
+no complementary loss), ``evaluate`` (val: mIoU, base and novel mIoU; ``stage_one`` too when retraining),
+``references`` and ``report``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lesseg.config import MethodConfig
+from lesseg.config import config_field as _f
+from lesseg.data import transforms as T
+from lesseg.data.dataset import SegDataset
+from lesseg.data.imageio import load_image, load_label_png
+from lesseg.data.pairs import PARTNER_SUFFIX, WeakShotPairDataset
+from lesseg.data.semi import WithValid
+from lesseg.data.splits import Supervision
+from lesseg.engine.checkpoint import checked_run_files, load_checkpoint
+from lesseg.engine.trainer import TrainSettings
+from lesseg.errors import ConfigError
+from lesseg.eval import record_metrics, subset_miou
+from lesseg.methods.base import Method
+from lesseg.methods.simformer.losses import balanced_pair_bce, set_losses, similarity_distillation_loss
+from lesseg.models import create_model
+from lesseg.models.backbones import normalization_of
+from lesseg.models.simformer import PointPairs
+from lesseg.pipeline import Stage
+from lesseg.predict import Predictor, protocol_of
+from lesseg.progress import track
+from lesseg.refine import save_pseudo_label
+from lesseg.registry import register_method
+from lesseg.stages import classifier_keys
+from lesseg.stages.common import device_of, is_main, train_and_save
+from lesseg.stages.references import compute_references
+from lesseg.stages.report import init_note, write_run_report
+from lesseg.stages.segmenter import SEGMENTER_TEST_KEYS, evaluate_segmenter, split_scores
+
+NOVEL_TAGS = ("image", "crop")
+DISTILL_LOSSES = ("cce", "ce")
+#: SimFormer's crops are padded with this grey (detectron2's pad value 128), on the uint8 scale
+PAD_FILL = 128
+
+
+@dataclass
+class SimFormerConfig(MethodConfig):
+    """The ``method`` section of SimFormer.
+
+    * ``crosim``: pixel-pixel similarity transfer (SimNet on image pairs sharing a class, distilled onto
+      the novel classes' score vectors); off: stage one is proposal-pixel transfer and the complementary
+      loss alone (the paper's ``sK_seg`` configs).
+    * ``retrain``: stage two (pseudo-labels on train, then retraining; on, as the paper's best numbers).
+    * ``novel_tags``: where a training crop's novel targets come from. ``image`` (default): the image's
+      novel tags, image-level labels as the weak-shot setting defines them, so no novel pixel is ever read
+      by training; ``crop`` (the official code): the novel classes visible in the augmented crop, read from
+      its mask, which tells training which novel classes each crop holds.
+    * ``num_queries``, ``dec_layers``, ``hidden_dim``, ``heads``, ``ffn_dim``, ``dropout``, ``mask_dim``:
+      MaskFormer (100, 6, 256, 8, 2048, 0.1, 256 officially); ``simnet_width`` (256).
+    * ``no_object_weight`` (0.1), ``focal_weight`` (20), ``dice_weight`` (1): the set losses;
+      ``complementary_weight``: 0.20 (ADE20K), 0.15 (COCO-Stuff).
+    * ``similarity_weight`` (1.0): SimNet's balanced BCE on base-pixel pairs; ``distill_weight`` (0.5
+      ADE20K; 0.1 COCO-Stuff) and ``distill_loss`` (``cce``, the hinge; ``ce``): the distillation.
+    * ``points`` (100 per image), ``common_fraction`` (0.8: the share drawn from a base class both images
+      show).
+    """
+
+    crosim: bool = True
+    retrain: bool = True
+    novel_tags: str = _f("image", choices=NOVEL_TAGS)
+    num_queries: int = _f(100, min=1)
+    dec_layers: int = _f(6, min=1)
+    hidden_dim: int = _f(256, min=2)
+    heads: int = _f(8, min=1)
+    ffn_dim: int = _f(2048, min=1)
+    dropout: float = _f(0.1, min=0)
+    mask_dim: int = _f(256, min=1)
+    simnet_width: int = _f(256, min=1)
+    no_object_weight: float = _f(0.1, min=0)
+    focal_weight: float = _f(20.0, min=0)
+    dice_weight: float = _f(1.0, min=0)
+    complementary_weight: float = _f(0.2, min=0)
+    similarity_weight: float = _f(1.0, min=0)
+    distill_weight: float = _f(0.5, min=0)
+    distill_loss: str = _f("cce", choices=DISTILL_LOSSES)
+    points: int = _f(100, min=2)
+    common_fraction: float = _f(0.8, min=0)
+
+
+def crop_targets(mask: torch.Tensor, novel_tags: torch.Tensor, valid: torch.Tensor, ignore_index: int,
+                 novel_have_masks: bool = False) -> dict:  # fmt: skip
+    """One crop's targets for :func:`~lesseg.methods.simformer.losses.set_losses`: a target with a mask
+    for every class its (novel-hidden) ``mask`` shows, then one without a mask per novel class of
+    ``novel_tags`` (multi-hot); with ``novel_have_masks`` (retraining on pseudo-labels, where the novel
+    pixels are labelled) every class in the mask has a mask and no target goes without.
+
+    Example:
+        >>> m = torch.tensor([[0, 0], [1, 255]])
+        >>> t = crop_targets(m, torch.tensor([0.0, 0.0, 1.0]), torch.ones(2, 2, dtype=torch.bool), 255)
+        >>> t["labels"].tolist(), t["masks"].shape
+        ([0, 1, 2], torch.Size([2, 2, 2]))
+    """
+    present = [int(c) for c in mask.unique() if int(c) != ignore_index]
+    novel = (
+        [] if novel_have_masks else [int(c) for c in novel_tags.nonzero().flatten() if int(c) not in present]
+    )
+    labels = torch.tensor(present + novel, dtype=torch.long, device=mask.device)
+    masks = (mask[None] == labels[: len(present), None, None]).float()
+    return {"labels": labels, "masks": masks, "valid": valid}
+
+
+def base_pair_labels(
+    la: torch.Tensor, lb: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SimNet's targets for the ``n x m`` cross pairs of points labelled ``la`` [P, n] and ``lb`` [P, m]
+    (novel pixels hidden as ignore): ``same`` (both the same base class) and ``counted`` (either pixel
+    base: the official rule; a base pixel and a novel or unlabelled one are a negative pair, two pixels
+    of unknown class no pair at all).
+
+    Example:
+        >>> same, counted = base_pair_labels(torch.tensor([[1, 255]]), torch.tensor([[1, 2, 255]]), 255)
+        >>> same.int().tolist(), counted.int().tolist()
+        ([[[1, 0, 0], [0, 0, 0]]], [[[1, 1, 1], [1, 1, 0]]])
+    """
+    known_a, known_b = (la != ignore_index)[:, :, None], (lb != ignore_index)[:, None, :]
+    return (la[:, :, None] == lb[:, None, :]) & known_a, known_a | known_b
+
+
+def _top_points(score: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """The official point draw: top-``n`` of ``score`` (a 0/1 region) plus 0.1 x uniform noise."""
+    noise = torch.rand(score.shape, generator=generator) * 0.1
+    return (score.float().cpu() + noise).topk(min(n, score.numel())).indices.to(score.device)
+
+
+@register_method("simformer", config=SimFormerConfig)
+class SimFormerMethod(Method):
+    """See the package docstring. The network: :class:`~lesseg.models.simformer.SimFormerNet`
+    (``model.name=simformer``) on ``model.backbone``."""
+
+    regimes = ("weak_shot",)
+    trains = "train"
+    gallery_split = "val"
+
+    def __init__(self, cfg, source=None, *, classes=None):
+        super().__init__(cfg, source, classes=classes)
+        if cfg.model.name != "simformer":
+            raise ConfigError(f"model.name={cfg.model.name!r}: method simformer trains model.name=simformer "
+                              "(MaskFormer with SimNet)")  # fmt: skip
+        if cfg.method.crosim and cfg.data.batch_size % 2:
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size}: method.crosim=true trains on image pairs; "
+                              "use an even batch size (pairs = batch_size / 2)")  # fmt: skip
+        if source is not None:
+            self._check_novel_tags()
+
+    def _check_novel_tags(self) -> None:
+        """Every novel class must be some training image's tag, else nothing teaches it."""
+        novel = self.splits.base_novel.novel
+        seen: set[int] = set()
+        for r in self.source.split(self.cfg.data.train_split):
+            seen.update(self.source.tags_of(r) or ())
+            if seen.issuperset(novel):
+                return
+        missing = [self.classes.classes[c] for c in novel if c not in seen]
+        raise ConfigError(f"data.novel={self.cfg.data.novel}: novel class(es) {missing} are no training image's "
+                          f"tag in split {self.cfg.data.train_split!r}; a novel class is learnt from its tags, "
+                          "so choose novel classes the training images carry")  # fmt: skip
+
+    @property
+    def novel(self) -> tuple[int, ...]:
+        return self.splits.base_novel.novel
+
+    # ---- networks and data -----------------------------------------------------------------------
+
+    def build_model(self, m=None, simnet: bool = True) -> torch.nn.Module:
+        """SimFormerNet from ``model.*`` (or the ``ModelConfig`` ``m``) and ``method.*``; SimNet only with
+        crosim (and ``simnet``)."""
+        m, s = m or self.cfg.model, self.cfg.method
+        novel = self.novel if (s.crosim and simnet) else ()
+        return create_model("simformer", backbone=m.backbone, num_classes=self.classes.num_classes,
+                            novel_classes=novel, output_stride=m.output_stride, num_queries=s.num_queries,
+                            hidden_dim=s.hidden_dim, heads=s.heads, ffn_dim=s.ffn_dim, dec_layers=s.dec_layers,
+                            dropout=s.dropout, conv_dim=s.mask_dim, mask_dim=s.mask_dim,
+                            simnet_width=s.simnet_width, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+
+    def train_transform(self) -> T.Compose:
+        """MaskFormer's augmentation: random rescale, crop padded with grey 128, flip."""
+        d = self.cfg.data
+        return T.Compose([T.RandomRescale(scale=tuple(d.scale_range)), T.RandomCrop(d.crop_size, fill=PAD_FILL),
+                          T.RandomHorizontalFlip(), T.Normalize()])  # fmt: skip
+
+    def single_images(self, labels=None) -> SegDataset:
+        """The training crops: base masks and every tag (stage one), or ``labels(record)`` as they are,
+        novel pixels included (retraining on pseudo-labels)."""
+        if labels is not None:
+            return SegDataset(self.source, self.cfg.data.train_split, transform=self.train_transform(),
+                              supervision=Supervision(masks="none"), seed=self.cfg.train.seed,
+                              return_params=True, labels=labels)  # fmt: skip
+        return SegDataset(self.source, self.cfg.data.train_split, transform=self.train_transform(),
+                          supervision=self.supervision(), seed=self.cfg.train.seed, return_params=True,
+                          crop_novel_tags=self.cfg.method.novel_tags == "crop")  # fmt: skip
+
+    def stage_one_dataset(self):
+        single = self.single_images()
+        if self.cfg.method.crosim:
+            return WithValid(WeakShotPairDataset(single, self.novel, seed=self.cfg.train.seed))
+        return WithValid(single)
+
+    # ---- training --------------------------------------------------------------------------------
+
+    def train(self, ctx) -> None:
+        torch.manual_seed(self.cfg.train.seed)
+        settings = TrainSettings.from_config(self.cfg)
+        if self.cfg.method.crosim:  # a pair is two images: data.batch_size counts images
+            settings = dataclasses.replace(settings, batch_size=settings.batch_size // 2)
+        train_and_save(
+            ctx, "train", settings, self.build_model(), self.training_step, self.stage_one_dataset()
+        )
+
+    def _batch_images(self, batch: dict) -> tuple:
+        """Images, masks, valid maps and novel tags of a batch; pairs side by side (anchors, then partners)."""
+        keys = ("image", "mask", "valid", "crop_tags" if self.cfg.method.novel_tags == "crop" else "tags")
+        if f"image{PARTNER_SUFFIX}" in batch:
+            return tuple(torch.cat([batch[k], batch[k + PARTNER_SUFFIX]]) for k in keys)
+        return tuple(batch[k] for k in keys)
+
+    def training_step(self, model, batch, ctx, novel_have_masks: bool = False) -> dict:
+        m, classes = self.cfg.method, self.classes
+        ignore = classes.ignore_index
+        images, masks, valid, tags = self._batch_images(batch)
+        novel_tags = torch.zeros_like(tags)
+        novel_tags[:, list(self.novel)] = tags[:, list(self.novel)]
+        targets = [crop_targets(masks[i], novel_tags[i], valid[i], ignore, novel_have_masks)
+                   for i in range(len(images))]  # fmt: skip
+        crosim = m.crosim and not novel_have_masks and f"image{PARTNER_SUFFIX}" in batch
+        base_pts = novel_pts = None
+        if crosim:
+            net = getattr(model, "module", model)
+            stride = net.encoder.reductions[-4]  # the mask features' stride
+            size = [-(-x // stride) for x in masks.shape[-2:]]
+            small = F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            small_valid = (
+                F.interpolate(valid[:, None].float(), size=small.shape[-2:], mode="nearest")[:, 0] > 0
+            )
+            generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + ctx.step)
+            base_pts, base_labels, novel_pts = self.sample_points(small, small_valid, novel_tags, generator)
+        out = model(images, base_points=base_pts, novel_points=novel_pts)
+        losses = set_losses(out, targets, classes.num_classes, m.no_object_weight, m.focal_weight, m.dice_weight,
+                            0.0 if novel_have_masks else m.complementary_weight)  # fmt: skip
+        loss = losses["classification"] + losses["mask"] + losses["complementary"]
+        logged = {k: v.detach() for k, v in losses.items()}
+        if crosim:
+            same, counted = base_pair_labels(*base_labels, ignore)
+            fraction = float(same[counted].float().mean()) if counted.any() else 0.0
+            balance = net.simnet.positive_fraction(fraction)
+            sim = (
+                balanced_pair_bce(out["base_same_prob"][counted], same[counted], balance)
+                if counted.any()
+                else loss * 0
+            )
+            loss = loss + m.similarity_weight * sim
+            logged["similarity"] = sim.detach()
+            if "novel_student" in out:
+                distill = similarity_distillation_loss(
+                    out["novel_student"], out["novel_teacher"], m.distill_loss
+                )
+                loss = loss + m.distill_weight * distill
+                logged["distill"] = distill.detach()
+        return {"loss": loss, **logged}
+
+    def sample_points(self, small: torch.Tensor, valid: torch.Tensor, novel_tags: torch.Tensor,
+                      generator: torch.Generator) -> tuple:  # fmt: skip
+        """The crosim points of the batch's pairs (images i and i + B/2) at the mask features' resolution.
+
+        Base points, per image: ``common_fraction`` of ``points`` in one base class both images show (drawn
+        at random; none shared: anywhere in the crop), the rest elsewhere in the crop, not padding; their
+        labels. Novel points (pairs sharing a novel tag): ``points`` in the novel-or-ignore region (padding
+        included), per image. Draws: the official top-k of region + 0.1 x noise.
+        """
+        ignore = self.classes.ignore_index
+        half = len(small) // 2
+        n = self.cfg.method.points
+        n_common = round(n * self.cfg.method.common_fraction)
+        flat, flat_valid = small.flatten(1), valid.flatten(1)
+        base_idx, novel_pairs, novel_idx = [], [], []
+        for a in range(half):
+            b = a + half
+            shared = sorted(
+                ({int(c) for c in flat[a].unique()} & {int(c) for c in flat[b].unique()}) - {ignore}
+            )
+            pick = shared[int(torch.randint(len(shared), (1,), generator=generator))] if shared else None
+            pair = []
+            for i in (a, b):
+                region = flat[i] == pick if pick is not None else flat_valid[i]
+                inside = _top_points(region & flat_valid[i], n_common, generator)
+                rest = _top_points(flat_valid[i] & ~region, n - n_common, generator)
+                pair.append(torch.cat([inside, rest]))
+            base_idx.append(pair)
+            if (novel_tags[a] * novel_tags[b]).sum() > 0:
+                novel_pairs.append(a)
+                novel_idx.append([_top_points(flat[i] == ignore, n, generator) for i in (a, b)])
+        images_a = torch.arange(half, device=small.device)
+        idx_a = torch.stack([p[0] for p in base_idx])
+        idx_b = torch.stack([p[1] for p in base_idx])
+        base = PointPairs(images_a, images_a + half, idx_a, idx_b)
+        labels = (flat[:half].gather(1, idx_a), flat[half:].gather(1, idx_b))
+        novel = None
+        if novel_pairs:
+            na = torch.tensor(novel_pairs, device=small.device)
+            novel = PointPairs(na, na + half, torch.stack([p[0] for p in novel_idx]),
+                               torch.stack([p[1] for p in novel_idx]))  # fmt: skip
+        return base, labels, novel
+
+    # ---- stage two -------------------------------------------------------------------------------
+
+    def make_pseudo_labels(self, ctx) -> None:
+        """Stage one's predictions on train as labels: a novel class where predicted and among the image's
+        tags, the base masks' pixels as they are, the rest ignore (``pseudo_labels/<id>.png``); their mIoU
+        against the full training masks is recorded for reading only."""
+        from lesseg.eval import ConfusionMatrix
+
+        source, classes = ctx.source, self.classes
+        ignore = classes.ignore_index
+        predictor = self.predictor(ctx.run_dir, "train", str(device_of(ctx)))
+        novel = np.array(self.novel)
+        cm = ConfusionMatrix(classes.num_classes, ignore_index=ignore)
+        base_only = Supervision.weak_shot(self.splits.base_novel)
+        base_ds = SegDataset(source, ctx.cfg.data.train_split, supervision=base_only)
+        for i, r in enumerate(track(base_ds.records, "SimFormer pseudo-labels", enabled=is_main(ctx))):
+            base_mask = base_ds[i]["mask"].numpy()  # novel pixels hidden, as training sees it
+            pred = predictor.predict(load_image(r.image))
+            tags = np.array(source.tags_of(r) or (), dtype=np.int64)
+            keep_novel = np.isin(pred, np.intersect1d(novel, tags))
+            label = np.where(base_mask != ignore, base_mask, np.where(keep_novel, pred, ignore))
+            if is_main(ctx):
+                save_pseudo_label(ctx.path("pseudo_labels", f"{r.id}.png"), label, classes)
+                if r.mask is not None:  # scoring only, after the label is made
+                    keep = label != ignore
+                    cm.update(label[keep], source.load_mask(r)[keep])
+        if is_main(ctx):
+            out = cm.metrics(classes.classes).to_dict() if cm.mat.sum() else {}
+            record_metrics(ctx.run_dir, "pseudo_labels", out)
+
+    def retrain(self, ctx) -> None:
+        torch.manual_seed(self.cfg.train.seed)
+        settings = TrainSettings.from_config(self.cfg)
+        folder = ctx.path("pseudo_labels")
+
+        def labels(record):
+            return load_label_png(folder / f"{record.id}.png").astype(np.int64)
+
+        dataset = WithValid(self.single_images(labels=labels))
+        model = self.build_model(simnet=False)
+
+        def step(model, batch, step_ctx):
+            return self.training_step(model, batch, step_ctx, novel_have_masks=True)
+
+        train_and_save(ctx, "retrain", settings, model, step, dataset)
+
+    # ---- the pipeline ----------------------------------------------------------------------------
+
+    def stages(self) -> list:
+        train_keys = classifier_keys(self.cfg)
+        stages = [Stage("train", self.train, train_keys)]
+        final = "train"
+        if self.cfg.method.retrain:
+            stages += [
+                Stage("evaluate_stage_one", self.evaluate_stage_one, SEGMENTER_TEST_KEYS, ("train",)),
+                Stage("pseudo_labels", self.make_pseudo_labels, (), ("train",)),
+                Stage("retrain", self.retrain, train_keys, ("pseudo_labels",)),
+            ]
+            final = "retrain"
+        return stages + [
+            Stage("evaluate", evaluate_segmenter, SEGMENTER_TEST_KEYS, (final,)),
+            Stage("references", compute_references, ("data", "data.val_split", "eval.references")),
+            Stage("report", write_run_report, ("eval.gallery",), ("evaluate", "references")),
+        ]
+
+    def evaluate_stage_one(self, ctx) -> None:
+        """Stage one's network on val (mIoU, base and novel), before retraining: ``metrics.json`` "stage_one"."""
+        out = split_scores(ctx, self.predictor(ctx.run_dir, "train", str(device_of(ctx))))
+        names = self.classes.classes
+        split = self.splits.base_novel
+        out["subsets"] = subset_miou(out, {"base": [names[i] for i in split.base],
+                                           "novel": [names[i] for i in split.novel]})  # fmt: skip
+        if is_main(ctx):
+            record_metrics(ctx.run_dir, "stage_one", out)
+
+    # ---- what the pipeline hands on ----------------------------------------------------------------
+
+    def predictor(self, run_dir, stage: str, device: str = "auto", **protocol) -> Predictor:
+        """The network ``checkpoints/<stage>_final.pt`` with the run's test protocol."""
+        checked_run_files(run_dir, f"checkpoints/{stage}_final.pt")
+        own = dataclasses.replace(self.cfg.model, pretrained=False, weights=None)
+        net = self.build_model(own, simnet=stage == "train")  # the run's weights, not the initial ones
+        net.encoder.set_normalization(normalization_of(self.cfg.model))
+        net.load_state_dict(load_checkpoint(Path(run_dir, "checkpoints", f"{stage}_final.pt"))["model"])
+        return Predictor(net, self.classes, device=device, **protocol_of(self.cfg.segmenter, **protocol))
+
+    def inference_model(self, run_dir: str | Path, device: str = "auto", **protocol) -> Predictor:
+        """The final network (``retrain`` with stage two, else ``train``), single scale by default."""
+        return self.predictor(run_dir, "retrain" if self.cfg.method.retrain else "train", device, **protocol)
+
+    def report_notes(self, ctx) -> list[str]:
+        m, names = ctx.cfg.method, self.classes.classes
+        novel = ", ".join(names[i] for i in self.novel)
+        stages = "stage one" + (" with crosim" if m.crosim else "") + (" and retraining" if m.retrain else "")
+        return [f"{init_note('network', ctx.cfg.model)}; novel classes (tags only): {novel}.",
+                f"SimFormer {stages}; novel targets from the {m.novel_tags}'s tags."]  # fmt: skip
