@@ -4,6 +4,7 @@ no novel pixel read by training, exact resume, bad input, and a short run that l
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +18,9 @@ from lesseg.data.pairs import WeakShotPairDataset
 from lesseg.data.synth import generate
 from lesseg.engine.checkpoint import load_checkpoint
 from lesseg.errors import ConfigError, DataError
+from lesseg.methods.simformer.crosim import base_pair_labels
 from lesseg.methods.simformer.losses import set_losses, similarity_distillation_loss
-from lesseg.methods.simformer.method import base_pair_labels, crop_targets
+from lesseg.methods.simformer.method import crop_targets
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +228,38 @@ def test_a_short_synthetic_run_learns_base_and_novel(tmp_path):
                                                            "data.workers=0", "train.epochs=10", "method.retrain=false"])  # fmt: skip
     metrics = json.loads((run(cfg, log=lambda _: None) / "metrics.json").read_text())["segmenter"]
     assert metrics["subsets"]["base"] > 0.3 and metrics["subsets"]["novel"] > 0.3
+
+
+def test_crop_tags_are_the_novel_classes_the_augmented_crop_shows(scenes):
+    from lesseg.data import transforms as T
+    from lesseg.data.splits import Supervision
+
+    source = read_dataset(scenes)
+    novel = (2, 3)
+    crop = T.Compose([T.RandomCrop(16), T.Normalize()])
+    hidden = SegDataset(source, "train", transform=crop, supervision=Supervision(novel_classes=novel),
+                        crop_novel_tags=True)  # fmt: skip
+    full = SegDataset(source, "train", transform=crop)
+    seen = 0
+    for i in range(len(full)):
+        a, b = hidden[i], full[i]  # the same crop: one seed, one (epoch, index)
+        in_crop = {int(c) for c in b["mask"].unique()} & set(novel)
+        assert {int(c) for c in a["crop_tags"].nonzero().flatten()} == in_crop
+        assert not torch.isin(a["mask"], torch.tensor(novel)).any()  # novel pixels still hidden
+        seen += len(in_crop) < len({c for c in novel if b["tags"][c]})  # a tagged class cropped away
+    assert seen > 0
+
+
+def test_references_train_the_upper_bound_and_the_cam_baseline(tmp_path, scenes):
+    cam = tmp_path / "cam.yaml"
+    cam.write_text(f"_base_: {(Path('configs/cam/synthetic.yaml')).resolve()}\n"
+                   "data: {crop_size: 32, batch_size: 4, workers: 0}\ntrain: {epochs: 1}\ncams: {scales: [1.0], flip: false}\n")  # fmt: skip
+    run_dir = run(
+        small(scenes, tmp_path, "method.retrain=false", f"method.baseline_cams={cam}"), log=lambda _: None
+    )
+    refs = json.loads((run_dir / "metrics.json").read_text())["references"]
+    for name in ("upper_bound", "weak_baseline"):
+        assert 0 < refs[name]["val"]["miou"] <= 1 and set(refs[name]["val"]["subsets"]) >= {"base", "novel"}
+    assert (run_dir / "references/cam_baseline/checkpoints/classifier_final.pt").is_file()
+    labels = sorted((run_dir / "references/weak_baseline_labels").glob("*.png"))
+    assert len(labels) == len(read_dataset(scenes).split("train"))

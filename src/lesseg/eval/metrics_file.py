@@ -32,11 +32,18 @@ def record_metrics(run_dir: str | Path, stage: str, metrics: Any) -> Path:
 
 #: Which references each headline row is read against: (reference, its row), the best of them counts.
 #: Only references that read no more masks than the run does count (untrained network, random among the
-#: tags; for a semi-supervised run the supervised-only baseline, trained on its labeled images alone).
+#: tags; for a semi-supervised run the supervised-only baseline, trained on its labeled images alone; for
+#: a weak-shot run the weak-supervision baseline, base masks plus CAM pseudo-labels of the novel tags).
 _AGAINST = {
     "cams": (("untrained", "cams"), ("random_tags", "train")),
     "pseudo_labels": (("untrained", "pseudo_labels"), ("random_tags", "train")),
-    "segmenter": (("untrained", "segmenter"), ("random_tags", "val"), ("supervised_only", "val")),
+    "stage_one": (("random_tags", "val"), ("weak_baseline", "val")),  # SimFormer before retraining
+    "segmenter": (
+        ("untrained", "segmenter"),
+        ("random_tags", "val"),
+        ("supervised_only", "val"),
+        ("weak_baseline", "val"),
+    ),
     "cluster_eval": (),  # PiCIE: Hungarian-matched clusters; its untrained baseline is a benchmark row
 }
 
@@ -59,6 +66,8 @@ def headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                 row[extra] = m[extra]
         if isinstance(m.get("multi_tag"), dict):
             row["multi_tag_miou"] = m["multi_tag"]["miou"]
+        if isinstance(m.get("subsets"), dict):  # weak-shot: base and novel classes
+            row.update(base_miou=m["subsets"]["base"], novel_miou=m["subsets"]["novel"])
         rows.append(row)
     return rows
 
@@ -72,6 +81,8 @@ def format_headline(metrics: dict[str, Any]) -> str:
         notes = []
         if "multi_tag_miou" in r:
             notes.append(f"multi-tag {r['multi_tag_miou']:.3f}")
+        if "novel_miou" in r:
+            notes.append(f"base {r['base_miou']:.3f}, novel {r['novel_miou']:.3f}")
         if "best_threshold_miou" in r:
             notes.append(f"best-threshold {r['best_threshold_miou']:.3f}")
         if "pixel_acc" in r:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,10 +34,11 @@ from lesseg.engine.trainer import TrainSettings
 from lesseg.errors import ConfigError
 from lesseg.eval import record_metrics, subset_miou
 from lesseg.methods.base import Method
+from lesseg.methods.simformer.crosim import base_pair_labels, sample_pair_points
 from lesseg.methods.simformer.losses import balanced_pair_bce, set_losses, similarity_distillation_loss
+from lesseg.methods.simformer.references import train_references
 from lesseg.models import create_model
 from lesseg.models.backbones import normalization_of
-from lesseg.models.simformer import PointPairs
 from lesseg.pipeline import Stage
 from lesseg.predict import Predictor, protocol_of
 from lesseg.progress import track
@@ -44,7 +46,6 @@ from lesseg.refine import save_pseudo_label
 from lesseg.registry import register_method
 from lesseg.stages import classifier_keys
 from lesseg.stages.common import device_of, is_main, train_and_save
-from lesseg.stages.references import compute_references
 from lesseg.stages.report import init_note, write_run_report
 from lesseg.stages.segmenter import SEGMENTER_TEST_KEYS, evaluate_segmenter, split_scores
 
@@ -74,7 +75,17 @@ class SimFormerConfig(MethodConfig):
       ADE20K; 0.1 COCO-Stuff) and ``distill_loss`` (``cce``, the hinge; ``ce``): the distillation.
     * ``points`` (100 per image), ``common_fraction`` (0.8: the share drawn from a base class both images
       show).
+    * ``upper_bound``: the ``references`` stage trains the fully supervised upper bound (every class with
+      masks, the same network and recipe as the retraining).
+    * ``baseline_cams``: the weak-supervision baseline of the ``references`` stage, base masks plus novel
+      pseudo-labels from the CAM pipeline through the same network and recipe: a CAM-family config file
+      (e.g. ``configs/cam/msrc21_imagenet.yaml``: its classifier and CAM settings, trained in the run on
+      the run's data) or a finished CAM-family run folder whose ``cams/`` it reads (one classifier serves
+      every base/novel split: it saw tags only). "" = no such baseline.
     """
+
+    #: settings that do not decide the trained network (left out of the ``train`` stage's hash)
+    INFERENCE_ONLY: ClassVar[tuple[str, ...]] = ("upper_bound", "baseline_cams")
 
     crosim: bool = True
     retrain: bool = True
@@ -96,6 +107,8 @@ class SimFormerConfig(MethodConfig):
     distill_loss: str = _f("cce", choices=DISTILL_LOSSES)
     points: int = _f(100, min=2)
     common_fraction: float = _f(0.8, min=0)
+    upper_bound: bool = True
+    baseline_cams: str = ""
 
 
 def crop_targets(mask: torch.Tensor, novel_tags: torch.Tensor, valid: torch.Tensor, ignore_index: int,
@@ -118,29 +131,6 @@ def crop_targets(mask: torch.Tensor, novel_tags: torch.Tensor, valid: torch.Tens
     labels = torch.tensor(present + novel, dtype=torch.long, device=mask.device)
     masks = (mask[None] == labels[: len(present), None, None]).float()
     return {"labels": labels, "masks": masks, "valid": valid}
-
-
-def base_pair_labels(
-    la: torch.Tensor, lb: torch.Tensor, ignore_index: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SimNet's targets for the ``n x m`` cross pairs of points labelled ``la`` [P, n] and ``lb`` [P, m]
-    (novel pixels hidden as ignore): ``same`` (both the same base class) and ``counted`` (either pixel
-    base: the official rule; a base pixel and a novel or unlabelled one are a negative pair, two pixels
-    of unknown class no pair at all).
-
-    Example:
-        >>> same, counted = base_pair_labels(torch.tensor([[1, 255]]), torch.tensor([[1, 2, 255]]), 255)
-        >>> same.int().tolist(), counted.int().tolist()
-        ([[[1, 0, 0], [0, 0, 0]]], [[[1, 1, 1], [1, 1, 0]]])
-    """
-    known_a, known_b = (la != ignore_index)[:, :, None], (lb != ignore_index)[:, None, :]
-    return (la[:, :, None] == lb[:, None, :]) & known_a, known_a | known_b
-
-
-def _top_points(score: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """The official point draw: top-``n`` of ``score`` (a 0/1 region) plus 0.1 x uniform noise."""
-    noise = torch.rand(score.shape, generator=generator) * 0.1
-    return (score.float().cpu() + noise).topk(min(n, score.numel())).indices.to(score.device)
 
 
 @register_method("simformer", config=SimFormerConfig)
@@ -253,7 +243,8 @@ class SimFormerMethod(Method):
                 F.interpolate(valid[:, None].float(), size=small.shape[-2:], mode="nearest")[:, 0] > 0
             )
             generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + ctx.step)
-            base_pts, base_labels, novel_pts = self.sample_points(small, small_valid, novel_tags, generator)
+            base_pts, base_labels, novel_pts = sample_pair_points(small, small_valid, novel_tags, m.points,
+                                                                  m.common_fraction, ignore, generator)  # fmt: skip
         out = model(images, base_points=base_pts, novel_points=novel_pts)
         losses = set_losses(out, targets, classes.num_classes, m.no_object_weight, m.focal_weight, m.dice_weight,
                             0.0 if novel_have_masks else m.complementary_weight)  # fmt: skip
@@ -278,94 +269,56 @@ class SimFormerMethod(Method):
                 logged["distill"] = distill.detach()
         return {"loss": loss, **logged}
 
-    def sample_points(self, small: torch.Tensor, valid: torch.Tensor, novel_tags: torch.Tensor,
-                      generator: torch.Generator) -> tuple:  # fmt: skip
-        """The crosim points of the batch's pairs (images i and i + B/2) at the mask features' resolution.
-
-        Base points, per image: ``common_fraction`` of ``points`` in one base class both images show (drawn
-        at random; none shared: anywhere in the crop), the rest elsewhere in the crop, not padding; their
-        labels. Novel points (pairs sharing a novel tag): ``points`` in the novel-or-ignore region (padding
-        included), per image. Draws: the official top-k of region + 0.1 x noise.
-        """
-        ignore = self.classes.ignore_index
-        half = len(small) // 2
-        n = self.cfg.method.points
-        n_common = round(n * self.cfg.method.common_fraction)
-        flat, flat_valid = small.flatten(1), valid.flatten(1)
-        base_idx, novel_pairs, novel_idx = [], [], []
-        for a in range(half):
-            b = a + half
-            shared = sorted(
-                ({int(c) for c in flat[a].unique()} & {int(c) for c in flat[b].unique()}) - {ignore}
-            )
-            pick = shared[int(torch.randint(len(shared), (1,), generator=generator))] if shared else None
-            pair = []
-            for i in (a, b):
-                region = flat[i] == pick if pick is not None else flat_valid[i]
-                inside = _top_points(region & flat_valid[i], n_common, generator)
-                rest = _top_points(flat_valid[i] & ~region, n - n_common, generator)
-                pair.append(torch.cat([inside, rest]))
-            base_idx.append(pair)
-            if (novel_tags[a] * novel_tags[b]).sum() > 0:
-                novel_pairs.append(a)
-                novel_idx.append([_top_points(flat[i] == ignore, n, generator) for i in (a, b)])
-        images_a = torch.arange(half, device=small.device)
-        idx_a = torch.stack([p[0] for p in base_idx])
-        idx_b = torch.stack([p[1] for p in base_idx])
-        base = PointPairs(images_a, images_a + half, idx_a, idx_b)
-        labels = (flat[:half].gather(1, idx_a), flat[half:].gather(1, idx_b))
-        novel = None
-        if novel_pairs:
-            na = torch.tensor(novel_pairs, device=small.device)
-            novel = PointPairs(na, na + half, torch.stack([p[0] for p in novel_idx]),
-                               torch.stack([p[1] for p in novel_idx]))  # fmt: skip
-        return base, labels, novel
-
     # ---- stage two -------------------------------------------------------------------------------
 
     def make_pseudo_labels(self, ctx) -> None:
         """Stage one's predictions on train as labels: a novel class where predicted and among the image's
-        tags, the base masks' pixels as they are, the rest ignore (``pseudo_labels/<id>.png``); their mIoU
-        against the full training masks is recorded for reading only."""
-        from lesseg.eval import ConfusionMatrix
-
+        tags, the base masks' pixels as they are, the rest ignore (``pseudo_labels/<id>.png``). Recorded
+        for reading only, against the full training masks: the novel labels' precision and their recall
+        of the novel pixels."""
         source, classes = ctx.source, self.classes
         ignore = classes.ignore_index
         predictor = self.predictor(ctx.run_dir, "train", str(device_of(ctx)))
         novel = np.array(self.novel)
-        cm = ConfusionMatrix(classes.num_classes, ignore_index=ignore)
-        base_only = Supervision.weak_shot(self.splits.base_novel)
-        base_ds = SegDataset(source, ctx.cfg.data.train_split, supervision=base_only)
+        base_ds = SegDataset(source, ctx.cfg.data.train_split, supervision=self.supervision())
+        right = labelled = truth = 0
         for i, r in enumerate(track(base_ds.records, "SimFormer pseudo-labels", enabled=is_main(ctx))):
-            base_mask = base_ds[i]["mask"].numpy()  # novel pixels hidden, as training sees it
+            base_mask = base_ds[i]["mask"].numpy()  # novel pixels hidden, as training sees them
             pred = predictor.predict(load_image(r.image))
             tags = np.array(source.tags_of(r) or (), dtype=np.int64)
-            keep_novel = np.isin(pred, np.intersect1d(novel, tags))
+            keep_novel = np.isin(pred, np.intersect1d(novel, tags)) & (base_mask == ignore)
             label = np.where(base_mask != ignore, base_mask, np.where(keep_novel, pred, ignore))
             if is_main(ctx):
                 save_pseudo_label(ctx.path("pseudo_labels", f"{r.id}.png"), label, classes)
                 if r.mask is not None:  # scoring only, after the label is made
-                    keep = label != ignore
-                    cm.update(label[keep], source.load_mask(r)[keep])
+                    gt = source.load_mask(r)
+                    right += int((keep_novel & (label == gt)).sum())
+                    labelled += int(keep_novel.sum())
+                    truth += int(np.isin(gt, novel).sum())
         if is_main(ctx):
-            out = cm.metrics(classes.classes).to_dict() if cm.mat.sum() else {}
-            record_metrics(ctx.run_dir, "pseudo_labels", out)
+            record_metrics(ctx.run_dir, "pseudo_labels", {"novel_precision": right / max(1, labelled),
+                                                          "novel_recall": right / max(1, truth),
+                                                          "novel_pixels_labelled": labelled})  # fmt: skip
 
     def retrain(self, ctx) -> None:
+        folder = ctx.path("pseudo_labels")
+        self.fit_on_labels(ctx, "retrain", lambda r: load_label_png(folder / f"{r.id}.png").astype(np.int64))
+
+    def fit_on_labels(self, ctx, name: str, labels) -> torch.nn.Module:
+        """The network (no SimNet) from its initial weights on ``labels(record)``, every class in them
+        with masks, no complementary loss, with the run's recipe: stage two, and the references."""
         torch.manual_seed(self.cfg.train.seed)
         settings = TrainSettings.from_config(self.cfg)
-        folder = ctx.path("pseudo_labels")
-
-        def labels(record):
-            return load_label_png(folder / f"{record.id}.png").astype(np.int64)
-
-        dataset = WithValid(self.single_images(labels=labels))
-        model = self.build_model(simnet=False)
 
         def step(model, batch, step_ctx):
             return self.training_step(model, batch, step_ctx, novel_have_masks=True)
 
-        train_and_save(ctx, "retrain", settings, model, step, dataset)
+        dataset = WithValid(self.single_images(labels=labels))
+        return train_and_save(ctx, name, settings, self.build_model(simnet=False), step, dataset)
+
+    def references(self, ctx) -> None:
+        """Stage ``references``: see :func:`~lesseg.methods.simformer.references.train_references`."""
+        train_references(self, ctx)
 
     # ---- the pipeline ----------------------------------------------------------------------------
 
@@ -382,19 +335,33 @@ class SimFormerMethod(Method):
             final = "retrain"
         return stages + [
             Stage("evaluate", evaluate_segmenter, SEGMENTER_TEST_KEYS, (final,)),
-            Stage("references", compute_references, ("data", "data.val_split", "eval.references")),
+            Stage(
+                "references",
+                self.references,
+                (
+                    *train_keys,
+                    "data.val_split",
+                    "eval.references",
+                    "method.upper_bound",
+                    "method.baseline_cams",
+                ),
+            ),
             Stage("report", write_run_report, ("eval.gallery",), ("evaluate", "references")),
         ]
 
     def evaluate_stage_one(self, ctx) -> None:
         """Stage one's network on val (mIoU, base and novel), before retraining: ``metrics.json`` "stage_one"."""
-        out = split_scores(ctx, self.predictor(ctx.run_dir, "train", str(device_of(ctx))))
-        names = self.classes.classes
-        split = self.splits.base_novel
-        out["subsets"] = subset_miou(out, {"base": [names[i] for i in split.base],
-                                           "novel": [names[i] for i in split.novel]})  # fmt: skip
+        out = self.scores(ctx, self.predictor(ctx.run_dir, "train", str(device_of(ctx))))
         if is_main(ctx):
             record_metrics(ctx.run_dir, "stage_one", out)
+
+    def scores(self, ctx, predictor: Predictor) -> dict:
+        """val mIoU of ``predictor`` with the base and novel subsets."""
+        out = split_scores(ctx, predictor)
+        names, split = self.classes.classes, self.splits.base_novel
+        out["subsets"] = subset_miou(out, {"base": [names[i] for i in split.base],
+                                           "novel": [names[i] for i in split.novel]})  # fmt: skip
+        return out
 
     # ---- what the pipeline hands on ----------------------------------------------------------------
 
