@@ -263,3 +263,49 @@ def test_references_train_the_upper_bound_and_the_cam_baseline(tmp_path, scenes)
     assert (run_dir / "references/cam_baseline/checkpoints/classifier_final.pt").is_file()
     labels = sorted((run_dir / "references/weak_baseline_labels").glob("*.png"))
     assert len(labels) == len(read_dataset(scenes).split("train"))
+
+
+@pytest.mark.parametrize(
+    "dataset, make", [("ade20k", "make_fake_ade20k"), ("cocostuff10k", "make_fake_cocostuff10k")]
+)
+def test_official_configs_train_on_fake_trees_and_predict(tmp_path, dataset, make):
+    import fake_trees
+    from lesseg.api import load_run
+
+    official = load_config(f"configs/simformer/{dataset}.yaml")
+    o, d, m = official.optim, official.data, official.method
+    assert (official.model.backbone, official.model.output_stride, d.batch_size, o.name, o.lr, o.grad_clip) == (
+        "resnet50", 32, 8, "adamw", 1e-4, 0.01)  # fmt: skip
+    assert (o.lr_mult["backbone_weight"], m.num_queries, m.dec_layers, m.hidden_dim, m.crosim, m.retrain) == (
+        0.1, 100, 6, 256, True, True)  # fmt: skip
+    assert (d.crop_size, m.complementary_weight, official.train.epochs) == (
+        {"ade20k": (512, 0.20, 64), "cocostuff10k": (640, 0.15, 54)}[dataset]
+    )
+    root = getattr(fake_trees, make)(tmp_path)
+    novel = tmp_path / "novel.txt"
+    novel.write_text("flag\n" if dataset == "ade20k" else "wood\n")  # the fake trees carry few classes
+    cfg = load_config(f"configs/simformer/{dataset}.yaml", [
+        f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "model.pretrained=false", "model.backbone=resnet18",
+        "data.batch_size=2", "data.workers=0", "train.epochs=1", "data.crop_size=32", f"data.novel={novel}",
+        "method.num_queries=4", "method.dec_layers=1", "method.points=4", "eval.gallery=1",
+    ])  # fmt: skip
+    run_dir = run(cfg, log=lambda _: None)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"stage_one", "segmenter", "references"} <= set(metrics)
+    assert set(metrics["segmenter"]["subsets"]) >= {"base", "novel"}
+    assert load_run(run_dir).predict(np.zeros((50, 70, 3), np.uint8)).shape == (50, 70)
+
+
+def test_a_crop_with_novel_targets_only():
+    """A crop where no base class is visible (all novel or unlabelled): classification and the
+    complementary loss only."""
+    layer = {"pred_logits": torch.zeros(1, 3, 4), "pred_masks": torch.zeros(1, 3, 4, 4)}
+    targets = [
+        {
+            "labels": torch.tensor([2]),
+            "masks": torch.zeros(0, 8, 8),
+            "valid": torch.ones(8, 8, dtype=torch.bool),
+        }
+    ]
+    out = set_losses(layer, targets, 3, complementary_weight=0.2)
+    assert out["mask"].item() == 0 and out["complementary"].item() > 0 and out["classification"].item() > 0

@@ -147,7 +147,8 @@ def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_w
         for i, t in enumerate(targets):
             if not len(t["labels"]):
                 continue
-            small = F.interpolate(t["masks"][None].float(), size=masks.shape[-2:], mode="nearest")[0]
+            small = (F.interpolate(t["masks"][None].float(), size=masks.shape[-2:], mode="nearest")[0]
+                     if len(t["masks"]) else t["masks"].new_zeros((0, *masks.shape[-2:])))  # fmt: skip
             rows, cols = weak_shot_match(logits[i], masks[i], t["labels"], small, focal_weight=focal_weight,
                                          dice_weight=dice_weight)  # fmt: skip
             rows, cols = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)

@@ -5,6 +5,7 @@ the method's network and recipe, scored on val like it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,12 @@ def cam_baseline_labels(method, ctx):
     one of the image's novel classes and no base mask covers it; the rest ignore), written to
     ``references/weak_baseline_labels/``; returns their loader."""
     spec = Path(method.cfg.method.baseline_cams)
-    if (spec / "cams").is_dir():
+    reuse = (spec / "cams").is_dir()
+    if reuse:
+        stages = spec / "stages.json"
+        if not stages.is_file() or "cams" not in json.loads(stages.read_text()):
+            raise ConfigError(f"method.baseline_cams={str(spec)!r}: that run has not finished its cams stage "
+                              f"(see {stages}); run it to the end first")  # fmt: skip
         cam_cfg, cam_dir = load_config(spec / "config.yaml"), spec
     elif spec.is_file():
         cam_cfg, cam_dir = load_config(spec), ctx.path("references", "cam_baseline")
@@ -75,7 +81,7 @@ def cam_baseline_labels(method, ctx):
     sub = RunContext(
         cam_cfg, cam_dir, ctx.env, ctx.source, get_method(cam_cfg.method.name)(cam_cfg, ctx.source)
     )
-    if not (spec / "cams").is_dir():
+    if not reuse:
         train_classifier(sub)
         compute_cams(sub, load_weights(sub, "classifier", sub.method.build_model()))
     ignore = method.classes.ignore_index
