@@ -261,12 +261,15 @@ class SimFormerMethod(Method):
             )
             loss = loss + m.similarity_weight * sim
             logged["similarity"] = sim.detach()
+            # a batch whose pairs share no novel class has no distillation term; it logs 0, so that every
+            # process logs the same keys (their means are all-reduced under torchrun)
+            distill = loss.new_zeros(())
             if "novel_student" in out:
                 distill = similarity_distillation_loss(
                     out["novel_student"], out["novel_teacher"], m.distill_loss
                 )
                 loss = loss + m.distill_weight * distill
-                logged["distill"] = distill.detach()
+            logged["distill"] = distill.detach()
         return {"loss": loss, **logged}
 
     # ---- stage two -------------------------------------------------------------------------------
