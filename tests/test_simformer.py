@@ -263,6 +263,9 @@ def test_references_train_the_upper_bound_and_the_cam_baseline(tmp_path, scenes)
     assert (run_dir / "references/cam_baseline/checkpoints/classifier_final.pt").is_file()
     labels = sorted((run_dir / "references/weak_baseline_labels").glob("*.png"))
     assert len(labels) == len(read_dataset(scenes).split("train"))
+    novel = json.loads((run_dir / "splits/base_novel.json").read_text())["novel_names"]
+    page = (run_dir / "report.html").read_text()
+    assert all(f"{name} (novel)" in page for name in novel)  # the report marks the novel classes
 
 
 @pytest.mark.parametrize(

@@ -56,3 +56,24 @@ def test_complementary_loss_supervises_the_region_no_base_class_covers():
     alone = complementary_loss(torch.zeros(0, 2, 2), base, valid)
     assert alone.item() == pytest.approx((20 * sigmoid_focal_loss(torch.full((1, 4), IGNORE_PROPOSAL_LOGIT), target, 1)
                                           + dice_loss(torch.full((1, 4), IGNORE_PROPOSAL_LOGIT), target, 1)).item())  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matching_is_the_brute_force_minimum(seed):
+    """On small random cases (4 queries; 2 base targets with masks, 1 novel without), the matching's total
+    cost is the least over every assignment of targets to distinct queries."""
+    import itertools
+
+    g = torch.Generator().manual_seed(seed)
+    class_logits, mask_logits = torch.randn(4, 4, generator=g), torch.randn(4, 3, 3, generator=g)
+    labels = torch.tensor([0, 2, 1])
+    base = (torch.rand(2, 3, 3, generator=g) > 0.5).float()
+    cost = -class_logits.softmax(-1)[:, labels]
+    focal, dice = pairwise_mask_costs(mask_logits.flatten(1), base.flatten(1))
+    cost[:, :2] += 20 * focal + dice
+    rows, cols = weak_shot_match(class_logits, mask_logits, labels, base)
+    got = sum(cost[r, c].item() for r, c in zip(rows, cols))
+    best = min(
+        sum(cost[q, t].item() for t, q in enumerate(perm)) for perm in itertools.permutations(range(4), 3)
+    )
+    assert got == pytest.approx(best, abs=1e-5) and sorted(cols.tolist()) == [0, 1, 2]

@@ -162,3 +162,10 @@ class Method:
     def report_notes(self, ctx) -> list[str]:
         """Lines report.html shows under the metrics."""
         return []
+
+    def class_marks(self) -> dict[str, str]:
+        """A word report.html shows beside some classes' names: by default, with a base/novel split,
+        "novel" beside each novel class."""
+        if self.source is None or self.regime != "weak_shot":
+            return {}
+        return {self.classes.classes[c]: "novel" for c in self.splits.base_novel.novel}

@@ -237,9 +237,16 @@ def render_report(
     palette: np.ndarray | None = None,
     max_panel_side: int = 384,
     figures: list[tuple[str, str]] | None = None,
+    class_marks: dict[str, str] | None = None,
 ) -> str:
     """The page as a string (see ``write_report``)."""
     rows = flatten_metrics(metrics or {}, class_names)
+    if class_marks:  # shown beside the class's name in the per-class bars and the legend
+        label = {n: f"{n} ({m})" for n, m in class_marks.items()}
+        for r in rows:
+            if r["per_class"]:
+                r["per_class"] = {label.get(k, k): v for k, v in r["per_class"].items()}
+        class_names = [label.get(n, n) for n in class_names] if class_names else class_names
     sections = []
     if notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in notes)
@@ -290,6 +297,7 @@ def write_report(
     palette: np.ndarray | None = None,
     max_panel_side: int = 384,
     figures: list[tuple[str, str]] | None = None,
+    class_marks: dict[str, str] | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` atomically and return its path.
 
@@ -302,8 +310,9 @@ def write_report(
         max_panel_side: larger pictures are shrunk to this many pixels on their long side before embedding.
         figures: ``(caption, svg)`` charts shown after the metrics (e.g. a benchmark's label-efficiency
             curves, :func:`~lesseg.report.charts.line_chart_svg` with several series).
+        class_marks: a word shown beside some classes' names (weak-shot: ``{"cow": "novel"}``).
     """
     run_dir = Path(run_dir)
     page = render_report(title, metrics, gallery, curves, notes, class_names, str(run_dir.name), palette,
-                         max_panel_side, figures)  # fmt: skip
+                         max_panel_side, figures, class_marks)  # fmt: skip
     return atomic_write_text(run_dir / "report.html", page)

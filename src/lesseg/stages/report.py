@@ -45,7 +45,8 @@ def write_run_report(ctx: RunContext) -> None:
     log = ctx.path("log.jsonl")
     notes = [*method.report_notes(ctx), *stage_times(ctx)]
     write_report(ctx.run_dir, f"lesseg run: {report_name(cfg)} on {source.root.name}", read_metrics(ctx.run_dir),
-                 gallery, curves_from_log(log) if log.is_file() else None, notes, names, palette)  # fmt: skip
+                 gallery, curves_from_log(log) if log.is_file() else None, notes, names, palette,
+                 class_marks=method.class_marks())  # fmt: skip
 
 
 def report_name(cfg) -> str:
