@@ -250,6 +250,11 @@ def test_crop_tags_are_the_novel_classes_the_augmented_crop_shows(scenes):
     assert seen > 0
 
 
+def test_the_official_crop_tags_train_end_to_end(tmp_path, scenes):
+    run_dir = run(small(scenes, tmp_path, "method.novel_tags=crop"), log=lambda _: None)
+    assert "subsets" in json.loads((run_dir / "metrics.json").read_text())["segmenter"]
+
+
 def test_references_train_the_upper_bound_and_the_cam_baseline(tmp_path, scenes):
     cam = tmp_path / "cam.yaml"
     cam.write_text(f"_base_: {(Path('configs/cam/synthetic.yaml')).resolve()}\n"

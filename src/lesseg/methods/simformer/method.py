@@ -219,7 +219,7 @@ class SimFormerMethod(Method):
 
     def _batch_images(self, batch: dict) -> tuple:
         """Images, masks, valid maps and novel tags of a batch; pairs side by side (anchors, then partners)."""
-        keys = ("image", "mask", "valid", "crop_tags" if self.cfg.method.novel_tags == "crop" else "tags")
+        keys = ("image", "mask", "valid", "crop_tags" if "crop_tags" in batch else "tags")
         if f"image{PARTNER_SUFFIX}" in batch:
             return tuple(torch.cat([batch[k], batch[k + PARTNER_SUFFIX]]) for k in keys)
         return tuple(batch[k] for k in keys)
