@@ -317,3 +317,15 @@ def test_a_crop_with_novel_targets_only():
     ]
     out = set_losses(layer, targets, 3, complementary_weight=0.2)
     assert out["mask"].item() == 0 and out["complementary"].item() > 0 and out["classification"].item() > 0
+
+
+def test_bce_mask_loss_option_on_the_hand_case():
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]])
+    masks = torch.tensor([[[[4.0, -4.0], [4.0, -4.0]], [[0.0, 0.0], [0.0, 0.0]]]])
+    left = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    targets = [{"labels": torch.tensor([0, 1]), "masks": left, "valid": torch.ones(2, 2, dtype=torch.bool)}]
+    out = set_losses({"pred_logits": logits, "pred_masks": masks}, targets, 2, mask_loss="bce")
+    p = torch.sigmoid(torch.tensor(4.0)).item()
+    assert out["mask"].item() == pytest.approx(20 * -math.log(p) + 1 - (4 * p + 1) / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="focal"):
+        set_losses({"pred_logits": logits, "pred_masks": masks}, targets, 2, mask_loss="l1")

@@ -34,6 +34,22 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: f
     return (alpha_t * (1 - p_t) ** gamma * ce).mean(1).sum() / num_masks
 
 
+def sigmoid_bce_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """Binary cross-entropy of mask logits ``[M, P]``, averaged over pixels, summed over masks, divided by
+    ``num_masks``: the mask loss the paper and the configs' ``SoftmaxBCE`` name suggest (``mask_loss=bce``);
+    the official code computes the focal loss (``mask_loss=focal``, default)."""
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).sum() / num_masks
+
+
+MASK_LOSSES = {"focal": sigmoid_focal_loss, "bce": sigmoid_bce_loss}
+
+
+def mask_pixel_loss(name: str):
+    if name not in MASK_LOSSES:
+        raise ValueError(f"method.mask_loss={name!r} is not valid; use one of {tuple(MASK_LOSSES)}")
+    return MASK_LOSSES[name]
+
+
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
     """``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` per mask (p the sigmoid), summed, divided by ``num_masks``.
 
@@ -94,7 +110,8 @@ def weak_shot_match(class_logits: torch.Tensor, mask_logits: torch.Tensor, label
 
 
 def complementary_loss(novel_mask_logits: torch.Tensor, base_masks: torch.Tensor, valid: torch.Tensor,
-                       focal_weight: float = 20.0, dice_weight: float = 1.0) -> torch.Tensor:  # fmt: skip
+                       focal_weight: float = 20.0, dice_weight: float = 1.0,
+                       mask_loss: str = "focal") -> torch.Tensor:  # fmt: skip
     """SimFormer's complementary loss of one image with novel classes.
 
     The pixel-wise max over the novel-matched queries' mask logits and the constant
@@ -111,12 +128,14 @@ def complementary_loss(novel_mask_logits: torch.Tensor, base_masks: torch.Tensor
     pred = torch.cat([novel_mask_logits, constant]).amax(0).flatten()[None]
     covered = base_masks.float().amax(0) if len(base_masks) else torch.zeros(h, w, device=valid.device)
     target = ((1 - covered) * valid.float()).flatten()[None]
-    return focal_weight * sigmoid_focal_loss(pred, target, 1) + dice_weight * dice_loss(pred, target, 1)
+    return focal_weight * mask_pixel_loss(mask_loss)(pred, target, 1) + dice_weight * dice_loss(
+        pred, target, 1
+    )
 
 
 def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_weight: float = 0.1,
-               focal_weight: float = 20.0, dice_weight: float = 1.0,
-               complementary_weight: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
+               focal_weight: float = 20.0, dice_weight: float = 1.0, complementary_weight: float = 0.0,
+               mask_loss: str = "focal") -> dict[str, torch.Tensor]:  # fmt: skip
     """SimFormer's set losses of a batch, on the last decoder layer and on every ``aux_outputs`` layer
     (deep supervision), summed over layers.
 
@@ -124,8 +143,9 @@ def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_w
 
     * ``classification``: cross-entropy over every query, matched ones towards their target's class
       (base and novel), the rest towards "no object" (class weight ``no_object_weight``, 0.1);
-    * ``mask``: for the base targets, ``focal_weight`` focal + ``dice_weight`` dice of the matched queries'
-      masks (bilinearly upsampled to the targets' size) divided by the number of base targets in the batch;
+    * ``mask``: for the base targets, ``focal_weight`` focal (or BCE: ``mask_loss``) + ``dice_weight`` dice of
+      the matched queries' masks (bilinearly upsampled to the targets' size) divided by the number of base
+      targets in the batch;
     * ``complementary`` (``complementary_weight`` > 0; 0.20 ADE, 0.15 COCO): :func:`complementary_loss`
       of each image with novel targets, averaged over those images, times the weight.
 
@@ -135,6 +155,7 @@ def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_w
             targets' masks at the crop's size) and ``valid`` [H, W] (True where the crop holds image).
         num_classes: K.
     """
+    pixel_loss = mask_pixel_loss(mask_loss)
     layers = [outputs, *outputs.get("aux_outputs", [])]
     num_masks = max(1, sum(len(t["masks"]) for t in targets))
     weight = torch.ones(num_classes + 1, device=outputs["pred_logits"].device)
@@ -161,13 +182,15 @@ def set_losses(outputs: dict, targets: list[dict], num_classes: int, no_object_w
                     masks[i, rows[base]][None], size=size, mode="bilinear", align_corners=False
                 )[0]
                 target = t["masks"][cols[base]].flatten(1).float()
-                mask_terms.append(focal_weight * sigmoid_focal_loss(pred.flatten(1), target, num_masks)
+                mask_terms.append(focal_weight * pixel_loss(pred.flatten(1), target, num_masks)
                                   + dice_weight * dice_loss(pred.flatten(1), target, num_masks))  # fmt: skip
             if complementary_weight and novel.any():
                 pred = F.interpolate(
                     masks[i, rows[novel]][None], size=size, mode="bilinear", align_corners=False
                 )[0]
-                comp_terms.append(complementary_loss(pred, t["masks"], t["valid"], focal_weight, dice_weight))
+                comp_terms.append(
+                    complementary_loss(pred, t["masks"], t["valid"], focal_weight, dice_weight, mask_loss)
+                )
         total["classification"] = total["classification"] + F.cross_entropy(
             logits.float().transpose(1, 2), classes, weight=weight
         )

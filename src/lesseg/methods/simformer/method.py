@@ -70,6 +70,8 @@ class SimFormerConfig(MethodConfig):
     * ``num_queries``, ``dec_layers``, ``hidden_dim``, ``heads``, ``ffn_dim``, ``dropout``, ``mask_dim``:
       MaskFormer (100, 6, 256, 8, 2048, 0.1, 256 officially); ``simnet_width`` (256).
     * ``no_object_weight`` (0.1), ``focal_weight`` (20), ``dice_weight`` (1): the set losses;
+      ``mask_loss``: ``focal`` (default: what the official code computes, alpha 0.25, gamma 2) or ``bce``
+      (what the paper and the configs' names say), weighted by ``focal_weight`` either way;
       ``complementary_weight``: 0.20 (ADE20K), 0.15 (COCO-Stuff).
     * ``similarity_weight`` (1.0): SimNet's balanced BCE on base-pixel pairs; ``distill_weight`` (0.5
       ADE20K; 0.1 COCO-Stuff) and ``distill_loss`` (``cce``, the hinge; ``ce``): the distillation.
@@ -99,6 +101,7 @@ class SimFormerConfig(MethodConfig):
     mask_dim: int = _f(256, min=1)
     simnet_width: int = _f(256, min=1)
     no_object_weight: float = _f(0.1, min=0)
+    mask_loss: str = _f("focal", choices=("focal", "bce"))
     focal_weight: float = _f(20.0, min=0)
     dice_weight: float = _f(1.0, min=0)
     complementary_weight: float = _f(0.2, min=0)
@@ -247,7 +250,7 @@ class SimFormerMethod(Method):
                                                                   m.common_fraction, ignore, generator)  # fmt: skip
         out = model(images, base_points=base_pts, novel_points=novel_pts)
         losses = set_losses(out, targets, classes.num_classes, m.no_object_weight, m.focal_weight, m.dice_weight,
-                            0.0 if novel_have_masks else m.complementary_weight)  # fmt: skip
+                            0.0 if novel_have_masks else m.complementary_weight, m.mask_loss)  # fmt: skip
         loss = losses["classification"] + losses["mask"] + losses["complementary"]
         logged = {k: v.detach() for k, v in losses.items()}
         if crosim:
