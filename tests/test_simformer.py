@@ -33,7 +33,7 @@ def scenes(tmp_path_factory):
 def small(root, tmp_path, *extra):
     return load_config("configs/simformer/synthetic.yaml", [
         f"data.root={root}", f"run_dir={tmp_path / 'runs'}", "data.crop_size=32", "data.batch_size=4",
-        "data.workers=0", "train.epochs=1", "eval.gallery=1", "method.points=8", *extra,
+        "data.workers=0", "train.epochs=1", "eval.gallery=1", "method.points=8", "eval.references=false", *extra,
     ])  # fmt: skip
 
 
@@ -260,7 +260,10 @@ def test_references_train_the_upper_bound_and_the_cam_baseline(tmp_path, scenes)
     cam.write_text(f"_base_: {(Path('configs/cam/synthetic.yaml')).resolve()}\n"
                    "data: {crop_size: 32, batch_size: 4, workers: 0}\ntrain: {epochs: 1}\ncams: {scales: [1.0], flip: false}\n")  # fmt: skip
     run_dir = run(
-        small(scenes, tmp_path, "method.retrain=false", f"method.baseline_cams={cam}"), log=lambda _: None
+        small(
+            scenes, tmp_path, "method.retrain=false", f"method.baseline_cams={cam}", "eval.references=true"
+        ),
+        log=lambda _: None,
     )
     refs = json.loads((run_dir / "metrics.json").read_text())["references"]
     for name in ("upper_bound", "weak_baseline"):
