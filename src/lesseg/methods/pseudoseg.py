@@ -115,6 +115,17 @@ def consistency_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Te
     return (per_pixel * keep).sum() / keep.sum().clamp_min(1)
 
 
+def consistency_ramp(progress: float, rampup: float) -> float:
+    """``L_u``'s weight factor at ``progress`` (0..1 of training): linear from 0 to 1 over the first
+    ``rampup`` of training, 1 after (``rampup`` 0: always 1, the official constant weight).
+
+    Example:
+        >>> consistency_ramp(0.1, 0.4), consistency_ramp(0.5, 0.4), consistency_ramp(0.0, 0.0)
+        (0.25, 1.0, 1.0)
+    """
+    return 1.0 if rampup <= 0 else min(1.0, progress / rampup)
+
+
 def tags_of_masks(masks: torch.Tensor, tag_indices: tuple[int, ...], ignore_index: int) -> torch.Tensor:
     """``[N, K]`` multi-hot tags of the classes present in each ``[N, H, W]`` (augmented) mask, one column
     per tag class: the official image labels of the labeled crops.
@@ -152,6 +163,10 @@ class PseudoSegConfig(MethodConfig):
       scaled with ``data.crop_size``; -1 = none.
     * ``jitter``: the strong view's colour jitter (brightness, contrast, saturation, hue).
     * ``*_weight``: the four losses' weights (official 1 each).
+    * ``consistency_rampup``: the fraction of training over which ``L_u``'s weight rises linearly from 0 to
+      ``consistency_weight`` (0, default: constant from the first step, as officially). A short run starts
+      its consistency targets from an untrained decoder; a ramp (common in semi-supervised learning,
+      e.g. Mean Teacher's) lets the supervised terms shape it first.
     * ``key_dim``: SGC's key and query width (128).
     * ``upper_bound``: the ``references`` stage also trains the fully supervised upper bound (where every
       training image has a mask); off, only the supervised-only baseline (a benchmark that has the bound
@@ -174,6 +189,7 @@ class PseudoSegConfig(MethodConfig):
     classification_weight: float = _f(1.0, min=0)
     sgc_weight: float = _f(1.0, min=0)
     consistency_weight: float = _f(1.0, min=0)
+    consistency_rampup: float = _f(0.0, min=0)
     key_dim: int = _f(128, min=1)
     upper_bound: bool = True
 
@@ -286,7 +302,7 @@ class PseudoSegMethod(Method):
         valid_s4 = resize_valid(valid, strong_logits.shape[-2:])
         l_u = consistency_loss(strong_logits, target, valid_s4, m.confidence)
         loss = (m.supervised_weight * l_s + m.classification_weight * l_x + m.sgc_weight * l_sa
-                + m.consistency_weight * l_u)  # fmt: skip
+                + consistency_ramp(ctx.progress, m.consistency_rampup) * m.consistency_weight * l_u)  # fmt: skip
         return {"loss": loss, "supervised": l_s.detach(), "classification": l_x.detach(), "sgc": l_sa.detach(),
                 "consistency": l_u.detach()}  # fmt: skip
 
