@@ -155,7 +155,9 @@ def test_wrong_type_names_key_type_and_value(tmp_path):
 def test_invalid_values_list_what_is_valid():
     with pytest.raises(ConfigError, match=r"'optim\.name' must be one of sgd, adam, adamw; got 'sgdd'"):
         load_config(overrides=["optim.name=sgdd"])
-    with pytest.raises(ConfigError, match=r"one of auto, folder, voc, cityscapes, cocostuff, camvid"):
+    with pytest.raises(
+        ConfigError, match=r"one of auto, folder, voc, cityscapes, cocostuff, cocostuff10k, ade20k, camvid"
+    ):
         load_config(overrides=["data.format=coco"])
     with pytest.raises(ConfigError, match=r"'data\.batch_size' must be >= 1, got 0"):
         load_config(overrides=["data.batch_size=0"])

@@ -165,6 +165,7 @@ def test_bad_inputs_and_options():
         "mcis",
         "picie_fpn",
         "pseudoseg",
+        "simformer",
     ]
 
 
