@@ -146,6 +146,17 @@ def test_deeplab_output_size(stride, norm):
         assert model.head.weight.grad is not None
 
 
+def test_deeplab_first_loss_is_about_log_classes():
+    """The classifier starts near zero (DeepLab's std 0.01), so the first cross-entropy is ~log(21) for any
+    labels; He init there gave logits of std ~3.5 and a first loss of ~6 on MSRC-21."""
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus", backbone="resnet18", num_classes=21).train()
+    logits = model(torch.randn(4, 3, 64, 64))["logits"]
+    loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 21, (4, 64, 64)))
+    assert logits.std() < 0.2
+    assert abs(loss.item() - math.log(21)) < 0.05
+
+
 def test_bad_inputs_and_options():
     model = CAMClassifier("resnet18", num_classes=2)
     with pytest.raises(ValueError, match=r"4-D input \[N, 3, H, W\].*unsqueeze"):

@@ -155,11 +155,17 @@ class DeepLabV3Plus(SegmentationModel):
         self._init_new_layers()
 
     def _init_new_layers(self) -> None:
-        for m in [*self.decoder.modules(), self.head]:
+        # He init for the decoder convolutions (each feeds a norm layer and a ReLU); the classifier starts
+        # near zero (DeepLab's logits layer: normal, std 0.01), so the first loss is about log(classes).
+        # He init there gave logits of std ~3.5 and a first loss twice that, whose large gradients reached
+        # the pretrained backbone in the first steps.
+        for m in self.decoder.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
 
     def decode(self, features: list[torch.Tensor], input_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Decoder and classifier at stride 4, then bilinear upsampling to the input size."""
