@@ -8,9 +8,10 @@ Runs configs/pseudoseg/<msrc21|synthetic>.yaml (MSRC-21: MobileNetV2 from the Im
 weights import mobilenetv2_100 weights/mobilenetv2_100.pth`) at each labeled fraction of train (the rest
 unlabeled): ``semi`` (PseudoSeg, unlabeled images with nothing), ``weak`` (method.weak=true: their tags
 too) and the ablations at 1/8 (``decoder`` / ``sgc``: pseudo-labels from one source alone, ``no_sharpen``:
-T = 1). The ``semi`` runs' references stage trains the supervised-only baseline on the same labeled
-split (same network, recipe and steps) and, at 1/8, the fully supervised upper bound. Seeds: ``--seeds``
-(default 0 1 2) at 1/8, the first of them elsewhere; a seed draws the labeled split and the training.
+T = 1, ``rampup``: L_u's weight rising over the first 30% of training, not the official constant one).
+The ``semi`` runs' references stage trains the supervised-only baseline on the same labeled split (same
+network, recipe and steps) and, at 1/8, the fully supervised upper bound. Seeds: ``--seeds`` (default
+0 1 2) at 1/8, the first of them elsewhere; a seed draws the labeled split and the training.
 Prints one table (val mIoU, single scale), writes benchmarks/results/pseudoseg_<dataset>.json and the
 label-efficiency figure in benchmarks/results/pseudoseg_<dataset>/report.html. Finished stages are kept:
 a later call continues the run folders.
@@ -40,8 +41,9 @@ VARIANTS = {
     "decoder": ["method.pseudo_label=decoder"],
     "sgc": ["method.pseudo_label=sgc"],
     "no_sharpen": ["method.temperature=1.0"],
+    "rampup": ["method.consistency_rampup=0.3"],  # not official: L_u's weight rises over the first 30%
 }
-ABLATIONS = ("decoder", "sgc", "no_sharpen")
+ABLATIONS = ("decoder", "sgc", "no_sharpen", "rampup")
 MAIN = "1/8"  # the fraction with every seed, the ablations and the upper bound
 
 
