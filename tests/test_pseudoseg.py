@@ -154,6 +154,12 @@ def test_two_streams_cover_the_unlabeled_pass_and_cycle_the_labeled_images(scene
     assert (a["mask"] != 255).any()
     pairs.set_epoch(1)
     assert not torch.equal(pairs[2]["weak"], a["weak"])
+    # a fixed epoch size, here two passes' worth: each unlabeled image drawn once per permutation
+    n = len(unl)
+    longer = LabeledUnlabeledPairs(lab, unl, WeakStrongViews(cutout=4), per_item=2, seed=1, epoch_size=2 * n)
+    draws = [i for k in range(len(longer)) for i in longer.unlabeled_indices(k)]
+    assert len(longer) == n and np.bincount(draws, minlength=n).tolist() == [2] * n
+    assert draws[: len(flat)] == [unl.records.index(next(r for r in unl.records if r.id == i)) for i in flat]
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -222,6 +228,8 @@ def test_bad_input_gets_one_clear_error_each(tmp_path, scenes):
         run(small(scenes, tmp_path, "model.name=deeplabv3plus"), log=lambda _: None)
     with pytest.raises(ConfigError, match="method.unlabeled"):
         run(small(scenes, tmp_path, "method.unlabeled=nope"), log=lambda _: None)
+    with pytest.raises(ConfigError, match="method.epoch_size=1 is less than one step"):
+        run(small(scenes, tmp_path, "method.epoch_size=1"), log=lambda _: None)
     untagged = tmp_path / "untagged"  # the labeled images keep their masks, the others have nothing
     shutil.copytree(scenes, untagged)
     (untagged / "image_labels.csv").unlink()

@@ -2,9 +2,10 @@
 
 Each item of :class:`LabeledUnlabeledPairs` is one labeled sample and ``per_item`` unlabeled ones, so that
 a batch of B items is B labeled and B x ``per_item`` unlabeled images and the engine's one sampler (seeded,
-resumable, sharded over processes) drives both. An epoch is one pass over the unlabeled images (the many);
-the labeled ones (the few) come from a second stream: consecutive seeded permutations, each labeled image
-drawn once per permutation, indexed by the item's position. Both depend only on (seed, epoch, item), so a
+resumable, sharded over processes) drives both. An epoch is one pass over the unlabeled images (the many),
+or a set number of their draws (``epoch_size``); the labeled ones (the few) come from a second stream. Each
+stream is consecutive seeded permutations, each image drawn once per permutation, indexed by the draw's
+position. Both depend only on (seed, epoch, item), so a
 killed run resumes on the same pairs and augmentations, and under DDP each process draws a disjoint share
 of the unlabeled pass and of the labeled stream.
 
@@ -104,6 +105,7 @@ class LabeledUnlabeledPairs(Dataset):
         views: a :class:`WeakStrongViews`.
         per_item: unlabeled images per labeled one (batch sizes: B labeled, B x per_item unlabeled).
         seed: seeds both streams and the augmentations.
+        epoch_size: unlabeled draws per epoch; 0: ``len(unlabeled)`` (one pass).
 
     An item holds ``image``, ``mask``, ``valid``, ``tags`` of the labeled sample and ``weak``, ``strong``,
     ``weak_valid`` ([per_item, ...]), ``weak_tags`` and ``weak_has_tags`` of the unlabeled ones; the
@@ -126,30 +128,36 @@ class LabeledUnlabeledPairs(Dataset):
     """
 
     def __init__(self, labeled: SegDataset, unlabeled: SegDataset, views: WeakStrongViews, per_item: int = 1,
-                 seed: int = 0):  # fmt: skip
+                 seed: int = 0, epoch_size: int = 0):  # fmt: skip
         if per_item < 1:
             raise ValueError(f"per_item must be >= 1, got {per_item}")
+        if epoch_size < 0 or 0 < epoch_size < per_item:
+            raise ValueError(f"epoch_size must be 0 (one pass) or >= per_item ({per_item}), got {epoch_size}")
         if len(labeled) == 0 or len(unlabeled) < per_item:
             raise ValueError(f"{len(labeled)} labeled and {len(unlabeled)} unlabeled images: at least one "
                              f"labeled and {per_item} unlabeled are needed")  # fmt: skip
         self.labeled, self.unlabeled, self.views = labeled, unlabeled, views
         self.per_item, self.seed, self.epoch = per_item, seed, 0
+        self.epoch_size = epoch_size or len(unlabeled)
 
     def __len__(self) -> int:
-        return len(self.unlabeled) // self.per_item
+        return self.epoch_size // self.per_item
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _stream(self, stream: int, position: int, n: int) -> int:
+        """Image ``position`` of a stream over ``n`` images: a new seeded permutation every ``n`` draws."""
+        return int(seeded_permutation(self.seed, stream, position // n, n)[position % n])
+
     def labeled_index(self, item: int) -> int:
-        """The labeled stream at position epoch x len + item: a new permutation every len(labeled) draws."""
-        n = len(self.labeled)
-        position = self.epoch * len(self) + item
-        return int(seeded_permutation(self.seed, _LABELED, position // n, n)[position % n])
+        """The labeled stream at position epoch x len + item."""
+        return self._stream(_LABELED, self.epoch * len(self) + item, len(self.labeled))
 
     def unlabeled_indices(self, item: int) -> list[int]:
-        order = seeded_permutation(self.seed, _UNLABELED, self.epoch, len(self.unlabeled))
-        return order[item * self.per_item : (item + 1) * self.per_item].tolist()
+        """The item's ``per_item`` draws of the unlabeled stream (one pass per epoch by default)."""
+        start = (self.epoch * len(self) + item) * self.per_item
+        return [self._stream(_UNLABELED, start + k, len(self.unlabeled)) for k in range(self.per_item)]
 
     def _rng(self, item: int, slot: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, _AUGMENT, self.epoch, item, slot])

@@ -156,6 +156,11 @@ class PseudoSegConfig(MethodConfig):
       is unlabeled (VOC: ``train_aug``, which contains the labeled ``train`` images, as officially).
     * ``unlabeled_per_labeled``: unlabeled images per labeled one in a step (official 64 + 64: 1);
       ``data.batch_size`` is the labeled batch.
+    * ``epoch_size``: unlabeled images drawn per epoch (0, default: each once). The official runs a
+      fixed number of steps at every labeled fraction (30k on VOC, whose unlabeled set, train_aug, does
+      not change with it); where the unlabeled images are the rest of train, one pass shrinks as the
+      labeled fraction grows, and a fixed ``epoch_size`` (e.g. the train split's size) keeps the steps,
+      and so the comparison across fractions, equal.
     * ``pseudo_label``: ``fused`` (official), ``decoder`` or ``sgc`` (ablations); ``gamma``: the decoder's
       weight in the fusion (0.5); ``temperature``: sharpening (0.5; 1 = off); ``confidence``: pixels whose
       pseudo-label's top probability is below it carry no ``L_u`` (official 0).
@@ -179,6 +184,7 @@ class PseudoSegConfig(MethodConfig):
     weak: bool = False
     unlabeled: str = "rest"
     unlabeled_per_labeled: int = _f(1, min=1)
+    epoch_size: int = _f(0, min=0)
     pseudo_label: str = _f("fused", choices=SOURCES)
     gamma: float = _f(0.5, min=0)
     temperature: float = _f(0.5, min=1e-3)
@@ -227,6 +233,11 @@ class PseudoSegMethod(Method):
         if len(labeled.labeled) < d.batch_size:
             raise ConfigError(f"data.labeled={d.labeled} leaves {len(labeled.labeled)} labeled image(s), fewer "
                               f"than one labeled batch (data.batch_size={d.batch_size})")  # fmt: skip
+        step = m.unlabeled_per_labeled * d.batch_size
+        if 0 < m.epoch_size < step:
+            raise ConfigError(f"method.epoch_size={m.epoch_size} is less than one step's unlabeled images "
+                              f"({step}: data.batch_size x method.unlabeled_per_labeled); use 0 (one pass "
+                              f"over the unlabeled images) or at least {step}")  # fmt: skip
         if m.weak:
             by_id = {r.id: r for r in self.source.split(self._unlabeled_split())}
             untagged = [i for i in unlabeled if by_id[i].tags is None and by_id[i].mask is None]
@@ -270,7 +281,8 @@ class PseudoSegMethod(Method):
                                supervision=Supervision(masks="none", tags=m.weak), return_params=True)  # fmt: skip
         unlabeled.records = [r for r in unlabeled.records if r.id in unlabeled_ids]
         views = WeakStrongViews(self.cutout_size(), tuple(m.jitter))
-        return LabeledUnlabeledPairs(labeled, unlabeled, views, m.unlabeled_per_labeled, cfg.train.seed)
+        return LabeledUnlabeledPairs(labeled, unlabeled, views, m.unlabeled_per_labeled, cfg.train.seed,
+                                     m.epoch_size)  # fmt: skip
 
     # ---- training --------------------------------------------------------------------------------
 
@@ -328,9 +340,10 @@ class PseudoSegMethod(Method):
         train_and_save(ctx, "train", settings, self.build_model(), self.training_step, self.pairs_dataset())
 
     def steps(self) -> int:
-        """Optimiser steps of the PseudoSeg training (one epoch = one pass over the unlabeled images)."""
-        d = self.cfg.data
-        items = len(self.unlabeled_ids()) // self.cfg.method.unlabeled_per_labeled
+        """Optimiser steps of the PseudoSeg training (an epoch: ``method.epoch_size`` unlabeled draws, by
+        default one pass over the unlabeled images)."""
+        d, m = self.cfg.data, self.cfg.method
+        items = (m.epoch_size or len(self.unlabeled_ids())) // m.unlabeled_per_labeled
         return items // d.batch_size * self.cfg.train.epochs
 
     def reference_recipe(self, images: int) -> SegmenterConfig:
