@@ -1,6 +1,6 @@
 """How good PseudoSeg's pseudo-labels are (issue 20): each source on the unlabeled training images.
 
-    .venv/bin/python benchmarks/pseudoseg_diagnosis.py msrc21_imagenet [--fraction 1/8]
+    .venv/bin/python benchmarks/pseudoseg_diagnosis.py msrc21_imagenet [--fraction 1/8] [--variants semi weak]
 
 For every finished PseudoSeg run of ``benchmarks/pseudoseg.py`` at ``--fraction`` (run that first), the
 trained network in inference mode on each unlabeled training image (whole image, no augmentation: the weak
@@ -67,6 +67,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=("msrc21_imagenet", "synthetic"))
     parser.add_argument("--fraction", default="1/8")
+    parser.add_argument("--variants", nargs="+", help="the benchmark's variants to diagnose (default: all)")
+    parser.add_argument("--seeds", nargs="+", help="seeds to diagnose (default: all that ran)")
     args = parser.parse_args()
     bench = RESULTS / f"pseudoseg_{args.dataset}.json"
     if not bench.is_file():
@@ -77,7 +79,11 @@ def main() -> int:
     runs = json.loads(bench.read_text())["runs"]
     rows: dict[str, dict[str, dict]] = {}
     for variant, by_fraction in runs.items():
+        if args.variants and variant not in args.variants:
+            continue
         for seed, r in by_fraction.get(args.fraction, {}).items():
+            if args.seeds and seed not in args.seeds:
+                continue
             run_dir = Path(r["run_dir"])
             if (run_dir / "checkpoints" / "train_final.pt").is_file():
                 rows.setdefault(variant, {})[seed] = {**diagnose(run_dir), "val_miou": r["miou"]}
