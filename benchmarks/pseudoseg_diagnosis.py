@@ -6,7 +6,9 @@ For every finished PseudoSeg run of ``benchmarks/pseudoseg.py`` at ``--fraction`
 trained network in inference mode on each unlabeled training image (whole image, no augmentation: the weak
 view's network, as training computes the targets) gives the decoder's, SGC's and the fused, sharpened
 pseudo-label (the run's gamma and T); their argmax is scored against the unlabeled images' masks, read here
-for the diagnosis only, never by training. Prints one table and writes
+for the diagnosis only, never by training. The classifier's own tags (sigmoid >= 0.5), which gate SGC's
+Grad-CAMs in the semi regime (the weak regime gates them with the true tags), are scored against the true
+tags: recall, precision, and the share of images given no tag at all. Prints one table and writes
 benchmarks/results/pseudoseg_diagnosis_<dataset>.json.
 """
 
@@ -44,13 +46,20 @@ def diagnose(run_dir: Path) -> dict:
     cms = {s: ConfusionMatrix(classes.num_classes, ignore_index=classes.ignore_index) for s in SOURCES}
     tag_cols = list(classes.tag_indices)
     m = cfg.method
+    hits = predicted = true = empty = 0  # the classifier's tags, which gate the semi regime's Grad-CAMs
     for r in records:
         image = normalize_image(load_image(r.image))
-        tags = None
-        if m.weak:
-            tags = torch.zeros(1, len(tag_cols))
-            for c in source.tags_of(r) or ():
-                tags[0, tag_cols.index(c)] = 1.0
+        true_tags = torch.zeros(1, len(tag_cols))
+        for c in source.tags_of(r) or ():
+            true_tags[0, tag_cols.index(c)] = 1.0
+        tags = true_tags if m.weak else None
+        guess = (torch.sigmoid(net.classifier(net.encoder(image)[-1])) >= 0.5).float()
+        hits, predicted, true = (
+            hits + int((guess * true_tags).sum()),
+            predicted + int(guess.sum()),
+            true + int(true_tags.sum()),
+        )
+        empty += int(guess.sum() == 0)
         valid = torch.ones(1, *image.shape[-2:], dtype=torch.bool)
         out = net.weak_view_targets(image, valid, tags)
         gt = torch.from_numpy(source.load_mask(r))[None, None].float()
@@ -60,7 +69,12 @@ def diagnose(run_dir: Path) -> dict:
         for s in SOURCES:
             p = pseudo_label(out["weak_decoder_logits"], out["weak_sgc_logits"], s, m.gamma, m.temperature)
             cms[s].update(p.argmax(1)[0].numpy(), gt)
-    return {s: cm.metrics(classes.classes).miou for s, cm in cms.items()} | {"images": len(records)}
+    return {s: cm.metrics(classes.classes).miou for s, cm in cms.items()} | {
+        "images": len(records),
+        "classifier_tag_recall": hits / max(true, 1),
+        "classifier_tag_precision": hits / max(predicted, 1),
+        "classifier_no_tag_images": empty / len(records),
+    }
 
 
 def main() -> int:
@@ -89,10 +103,12 @@ def main() -> int:
                 rows.setdefault(variant, {})[seed] = {**diagnose(run_dir), "val_miou": r["miou"]}
                 print(variant, seed, rows[variant][seed], flush=True)
     lines = [f"| pseudo-labels on the unlabeled train images ({args.fraction} labeled) | decoder | SGC | fused | "
-             "val mIoU of the run | seeds |", "|---" * 6 + "|"]  # fmt: skip
+             "classifier's tags: recall / precision / images with none | val mIoU of the run | seeds |", "|---" * 7 + "|"]  # fmt: skip
     for variant, by_seed in rows.items():
         cells = [mean_std(r[s] for r in by_seed.values()) for s in SOURCES]
-        lines.append(f"| {variant} | {' | '.join(cells)} | {mean_std(r['val_miou'] for r in by_seed.values())} | "
+        tags = " / ".join(mean_std(r[k] for r in by_seed.values()) for k in
+                          ("classifier_tag_recall", "classifier_tag_precision", "classifier_no_tag_images"))  # fmt: skip
+        lines.append(f"| {variant} | {' | '.join(cells)} | {tags} | {mean_std(r['val_miou'] for r in by_seed.values())} | "
                      f"{', '.join(by_seed)} |")  # fmt: skip
     text = "\n".join(lines)
     write_results(RESULTS / f"pseudoseg_diagnosis_{args.dataset}.json", {"fraction": args.fraction, "table": text,
