@@ -1,0 +1,86 @@
+"""What SimFormer's MaskFormer needs to learn on MSRC-21 within a CPU budget (issue 21): each variant runs
+stage one of configs/simformer/msrc21.yaml (no crosim, no retraining, no references) on base/novel split 0
+and scores val mIoU (all, base and novel classes).
+
+    lesseg weights import mobilenetv2_100 weights/mobilenetv2_100.pth       # once
+    .venv/bin/python benchmarks/simformer_recipe.py --jobs 2                 # every variant
+    .venv/bin/python benchmarks/simformer_recipe.py --only lr1e-3 --jobs 2   # some of them
+
+Seed 0, ImageNet init. The official optimiser (AdamW lr 1e-4, backbone x0.1, clipping 0.01) and decoder
+(100 queries, 6 layers, dropout 0.1) are made for 160k iterations; here they get 264 steps. The shipped
+config uses lr 1e-3 with 25 queries, 3 layers and no dropout (``lr1e-3_small_decoder``). Results:
+benchmarks/results/simformer_recipe_msrc21.json (one entry per variant, kept across calls); finished runs
+are not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import msrc21_or_synthetic, run_tasks, training_speed, write_results
+
+from lesseg.api import run
+from lesseg.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "simformer" / "msrc21.yaml"
+OUT = Path(__file__).parent / "results" / "simformer_recipe_msrc21.json"
+SEARCH = ["method.crosim=false", "method.retrain=false", "eval.references=false", "data.novel_seed=0"]
+#: the official decoder (100 queries, 6 layers, dropout 0.1) and the shipped one: each variant names every
+#: setting it tests, so that its run stays what it was when the shipped config changes
+OFFICIAL = ["method.num_queries=100", "method.dec_layers=6", "method.dropout=0.1"]
+SMALL = ["method.num_queries=25", "method.dec_layers=3", "method.dropout=0"]
+VARIANTS = {
+    "official_lr1e-4": ["optim.lr=1e-4", *OFFICIAL],
+    "lr3e-4": ["optim.lr=3e-4", *OFFICIAL],
+    "lr1e-3": ["optim.lr=1e-3", *OFFICIAL],
+    "lr1e-3_queries25": ["optim.lr=1e-3", *OFFICIAL, "method.num_queries=25"],
+    "lr1e-3_3_layers": ["optim.lr=1e-3", *OFFICIAL, "method.dec_layers=3"],
+    "lr1e-4_small_decoder": ["optim.lr=1e-4", *SMALL],
+    "lr1e-3_small_decoder": ["optim.lr=1e-3", *SMALL],  # shipped
+    "lr1e-3_small_decoder_12_epochs": ["optim.lr=1e-3", *SMALL, "train.epochs=12"],
+}
+
+
+def one_run(name: str, data: Path, epochs: int, overrides: list[str]) -> dict:
+    cfg = load_config(CONFIG, [f"name=simformer_recipe_{name}", f"data.root={data}", f"train.epochs={epochs}",
+                               *SEARCH, *overrides])  # fmt: skip
+    start = time.perf_counter()
+    run_dir = run(cfg, log=lambda _: None)
+    seg = json.loads((run_dir / "metrics.json").read_text())["segmenter"]
+    stages = json.loads((run_dir / "stages.json").read_text())
+    return {"variant": name, "overrides": overrides, "epochs": cfg.train.epochs, "miou": seg["miou"],
+            "base": seg["subsets"]["base"], "novel": seg["subsets"]["novel"],
+            # a collapsed decoder (every query the same mask) scores one or two classes
+            "classes_iou_above_0.05": sum(1 for v in seg["per_class_iou"].values() if v and v > 0.05),
+            "train_images_per_s": training_speed(run_dir, "train"), "train_seconds": stages["train"]["seconds"],
+            "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=6, help="train.epochs unless a variant sets it")
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
+    args = parser.parse_args()
+    found = msrc21_or_synthetic("msrc21_imagenet", None)
+    if found is None:
+        return 0
+    data, init = found
+    names = args.only or list(VARIANTS)
+    tasks = [(name, data, args.epochs, VARIANTS[name]) for name in names]
+    results = json.loads(OUT.read_text())["variants"] if OUT.is_file() else {}
+    for task, result in run_tasks(one_run, tasks, args.jobs):
+        results[task[0]] = result
+        print(f"{task[0]:<20} epochs {result['epochs']:>2}  all {result['miou']:.3f}  base {result['base']:.3f}  "
+              f"novel {result['novel']:.3f}  classes > 0.05: {result['classes_iou_above_0.05']}  "
+              f"{result['train_seconds']:.0f} s", flush=True)  # fmt: skip
+        write_results(OUT, {"init": init, "seed": 0, "search": SEARCH, "variants": results}, args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
