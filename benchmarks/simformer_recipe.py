@@ -33,6 +33,8 @@ SEARCH = ["method.crosim=false", "method.retrain=false", "eval.references=false"
 #: setting it tests, so that its run stays what it was when the shipped config changes
 OFFICIAL = ["method.num_queries=100", "method.dec_layers=6", "method.dropout=0.1"]
 SMALL = ["method.num_queries=25", "method.dec_layers=3", "method.dropout=0"]
+NO_DISTILL = ["method.crosim=true", "method.distill_weight=0"]
+PAIRS_ONLY = [*NO_DISTILL, "method.similarity_weight=0"]
 VARIANTS = {
     "official_lr1e-4": ["optim.lr=1e-4", *OFFICIAL],
     "lr3e-4": ["optim.lr=3e-4", *OFFICIAL],
@@ -45,28 +47,15 @@ VARIANTS = {
     "lr1e-3_small_decoder_warmup30": ["optim.lr=1e-3", *SMALL, "optim.warmup_steps=30"],
     "lr5e-4_small_decoder": ["optim.lr=5e-4", *SMALL],
     # crosim's pairs and SimNet without its distillation: what the pair sampler alone does to stage one
-    "lr1e-3_small_decoder_crosim_no_distill": [
-        "optim.lr=1e-3",
-        *SMALL,
-        "method.crosim=true",
-        "method.distill_weight=0",
-    ],  # fmt: skip
+    "lr1e-3_small_decoder_crosim_no_distill": ["optim.lr=1e-3", *SMALL, *NO_DISTILL],
+    # the pairs alone: SimNet gets no loss either, so none of its gradient joins the full-model clipping
+    "lr1e-3_small_decoder_pairs_only": ["optim.lr=1e-3", *SMALL, *PAIRS_ONLY],
     "lr1e-3_small_decoder_pairs_only_warmup30": [
         "optim.lr=1e-3",
         *SMALL,
-        "method.crosim=true",
-        "method.distill_weight=0",
-        "method.similarity_weight=0",
+        *PAIRS_ONLY,
         "optim.warmup_steps=30",
-    ],  # fmt: skip
-    # the pairs alone: SimNet gets no loss either, so none of its gradient joins the full-model clipping
-    "lr1e-3_small_decoder_pairs_only": [
-        "optim.lr=1e-3",
-        *SMALL,
-        "method.crosim=true",
-        "method.distill_weight=0",
-        "method.similarity_weight=0",
-    ],  # fmt: skip
+    ],
 }
 
 
@@ -106,10 +95,11 @@ def main() -> int:
     names = args.only or list(VARIANTS)
     tasks = [(name, data, args.epochs, VARIANTS[name], split) for split in args.splits for name in names]
     for task, result in run_tasks(one_run, tasks, args.jobs):
+        entry = key(task[0], task[4])
         # read again before each write: another call may have added its variants meanwhile
         results = json.loads(OUT.read_text())["variants"] if OUT.is_file() else {}
-        results[key(task[0], task[4])] = result
-        print(f"{key(task[0], task[4]):<20} epochs {result['epochs']:>2}  all {result['miou']:.3f}  base {result['base']:.3f}  "
+        results[entry] = result
+        print(f"{entry:<20} epochs {result['epochs']:>2}  all {result['miou']:.3f}  base {result['base']:.3f}  "
               f"novel {result['novel']:.3f}  classes > 0.05: {result['classes_iou_above_0.05']}  "
               f"{result['train_seconds']:.0f} s", flush=True)  # fmt: skip
         write_results(OUT, {"init": init, "seed": 0, "search": SEARCH, "variants": results}, args.jobs)
