@@ -46,6 +46,11 @@ VARIANTS = {
     "lr1e-3_small_decoder_12_epochs": ["optim.lr=1e-3", *SMALL, "train.epochs=12"],
     "lr1e-3_small_decoder_warmup30": ["optim.lr=1e-3", *SMALL, "optim.warmup_steps=30"],
     "lr5e-4_small_decoder": ["optim.lr=5e-4", *SMALL],
+    # Mask2Former's learned query features: the queries differ from the first layer on, not only by position
+    "lr1e-3_small_decoder_learned_queries": ["optim.lr=1e-3", *SMALL, "method.query_init=learned"],
+    "lr1e-3_learned_queries": ["optim.lr=1e-3", *OFFICIAL, "method.query_init=learned"],
+    # the same compute in twice the steps: batch 4, 12 epochs (528 steps)
+    "lr1e-3_small_decoder_batch4": ["optim.lr=1e-3", *SMALL, "data.batch_size=4", "train.epochs=12"],
     # crosim's pairs and SimNet without its distillation: what the pair sampler alone does to stage one
     "lr1e-3_small_decoder_crosim_no_distill": ["optim.lr=1e-3", *SMALL, *NO_DISTILL],
     # the pairs alone: SimNet gets no loss either, so none of its gradient joins the full-model clipping
@@ -59,19 +64,20 @@ VARIANTS = {
 }
 
 
-def key(name: str, split: int) -> str:
-    """The variant's entry (and run name): split 0 keeps the bare name."""
-    return name if split == 0 else f"{name}_split{split}"
+def key(name: str, split: int, seed: int = 0) -> str:
+    """The variant's entry (and run name): split 0 and seed 0 keep the bare name."""
+    return name + (f"_split{split}" if split else "") + (f"_seed{seed}" if seed else "")
 
 
-def one_run(name: str, data: Path, epochs: int, overrides: list[str], split: int = 0) -> dict:
-    cfg = load_config(CONFIG, [f"name=simformer_recipe_{key(name, split)}", f"data.root={data}",
-                               f"train.epochs={epochs}", f"data.novel_seed={split}", *SEARCH, *overrides])  # fmt: skip
+def one_run(name: str, data: Path, epochs: int, overrides: list[str], split: int = 0, seed: int = 0) -> dict:
+    cfg = load_config(CONFIG, [f"name=simformer_recipe_{key(name, split, seed)}", f"data.root={data}",
+                               f"train.epochs={epochs}", f"data.novel_seed={split}", f"train.seed={seed}",
+                               *SEARCH, *overrides])  # fmt: skip
     start = time.perf_counter()
     run_dir = run(cfg, log=lambda _: None)
     seg = json.loads((run_dir / "metrics.json").read_text())["segmenter"]
     stages = json.loads((run_dir / "stages.json").read_text())
-    return {"variant": name, "split": split, "overrides": overrides, "epochs": cfg.train.epochs, "miou": seg["miou"],
+    return {"variant": name, "split": split, "seed": seed, "overrides": overrides, "epochs": cfg.train.epochs, "miou": seg["miou"],
             "base": seg["subsets"]["base"], "novel": seg["subsets"]["novel"],
             # a collapsed decoder (every query the same mask) scores one or two classes
             "classes_iou_above_0.05": sum(1 for v in seg["per_class_iou"].values() if v and v > 0.05),
@@ -87,22 +93,24 @@ def main() -> int:
     parser.add_argument(
         "--splits", type=int, nargs="+", default=[0], help="data.novel_seed values (default 0)"
     )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="train.seed values (default 0)")
     args = parser.parse_args()
     found = msrc21_or_synthetic("msrc21_imagenet", None)
     if found is None:
         return 0
     data, init = found
     names = args.only or list(VARIANTS)
-    tasks = [(name, data, args.epochs, VARIANTS[name], split) for split in args.splits for name in names]
+    tasks = [(name, data, args.epochs, VARIANTS[name], split, seed)
+             for seed in args.seeds for split in args.splits for name in names]  # fmt: skip
     for task, result in run_tasks(one_run, tasks, args.jobs):
-        entry = key(task[0], task[4])
+        entry = key(*task[:1], *task[4:])
         # read again before each write: another call may have added its variants meanwhile
         results = json.loads(OUT.read_text())["variants"] if OUT.is_file() else {}
         results[entry] = result
         print(f"{entry:<20} epochs {result['epochs']:>2}  all {result['miou']:.3f}  base {result['base']:.3f}  "
               f"novel {result['novel']:.3f}  classes > 0.05: {result['classes_iou_above_0.05']}  "
               f"{result['train_seconds']:.0f} s", flush=True)  # fmt: skip
-        write_results(OUT, {"init": init, "seed": 0, "search": SEARCH, "variants": results}, args.jobs)
+        write_results(OUT, {"init": init, "search": SEARCH, "variants": results}, args.jobs)
     return 0
 
 

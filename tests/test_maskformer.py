@@ -50,3 +50,19 @@ def test_bad_arguments_are_refused():
         create_model("maskformer", backbone="resnet18", num_classes=3, hidden_dim=30, heads=8)
     with pytest.raises(ConfigError, match="num_classes"):
         create_model("maskformer", backbone="resnet18", num_classes=0)
+
+
+def test_zero_started_queries_differ_only_by_position_and_learned_ones_by_their_features():
+    torch.manual_seed(0)
+    kwargs = dict(num_classes=3, num_queries=4, dec_layers=2, hidden_dim=32, heads=4, ffn_dim=64, conv_dim=32,
+                  mask_dim=16)  # fmt: skip
+    x = torch.randn(1, 3, 64, 64)
+    for init, same in (("zeros", True), ("learned", False)):
+        net = MaskFormer("resnet18", query_init=init, **kwargs).eval()
+        with torch.no_grad():
+            net.query_embed.weight.copy_(net.query_embed.weight[:1].expand(4, -1))  # one position for all
+            masks = net(x)["pred_masks"][0]
+        assert torch.allclose(masks, masks[:1].expand_as(masks), atol=1e-5) is same, init
+    assert "query_feat.weight" not in MaskFormer("resnet18", **kwargs).state_dict()  # old checkpoints load
+    with pytest.raises(ConfigError, match="query_init must be one of"):
+        MaskFormer("resnet18", query_init="random", **kwargs)

@@ -39,6 +39,9 @@ from lesseg.errors import ConfigError
 from lesseg.models.backbones import create_backbone
 from lesseg.models.base import SegmentationModel, register_model
 
+#: how the decoder's queries start (see :class:`MaskFormer`)
+QUERY_INITS = ("zeros", "learned")
+
 
 def conv_gn(cin: int, cout: int, kernel: int, relu: bool = True) -> nn.Sequential:
     """Convolution without bias, GroupNorm (32 groups), optional ReLU; Xavier-uniform init (c2_xavier)."""
@@ -137,6 +140,11 @@ class MaskFormer(SegmentationModel):
         num_queries, hidden_dim, heads, ffn_dim, dec_layers, dropout: the transformer decoder (100, 256, 8,
             2048, 6, 0.1 officially).
         conv_dim, mask_dim: the pixel decoder's widths (256, 256).
+        query_init: the decoder's initial query features. ``zeros`` (default; MaskFormer and DETR): every
+            query starts from zero and differs from the others only by its learned positional embedding;
+            ``learned``: a second learned embedding per query (Mask2Former's ``query_feat``), so that the
+            queries differ in their values from the first self-attention on (not official for MaskFormer;
+            an option for short schedules, where the zero start can leave every query with the same mask).
         weights, pretrained: backbone initialisation (see :func:`~lesseg.models.create_backbone`).
 
     ``forward(x)`` returns ``pred_logits`` [N, Q, K+1], ``pred_masks`` [N, Q, H/4, W/4] (the last layer),
@@ -147,9 +155,11 @@ class MaskFormer(SegmentationModel):
     def __init__(self, backbone: str = "resnet50", num_classes: int = 150, output_stride: int = 32,
                  num_queries: int = 100, hidden_dim: int = 256, heads: int = 8, ffn_dim: int = 2048,
                  dec_layers: int = 6, dropout: float = 0.1, conv_dim: int = 256, mask_dim: int = 256,
-                 weights: str | None = None, pretrained: bool = False):  # fmt: skip
+                 weights: str | None = None, pretrained: bool = False, query_init: str = "zeros"):  # fmt: skip
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ConfigError(f"model.num_classes must be a positive integer, got {num_classes!r}")
+        if query_init not in QUERY_INITS:
+            raise ConfigError(f"query_init must be one of {list(QUERY_INITS)}, got {query_init!r}")
         if hidden_dim % 2 or hidden_dim % heads:
             raise ConfigError(f"hidden_dim {hidden_dim} must be even and divisible by heads {heads}")
         encoder = create_backbone(backbone, output_stride, weights, pretrained)
@@ -162,6 +172,7 @@ class MaskFormer(SegmentationModel):
         nn.init.xavier_uniform_(self.input_proj.weight)
         nn.init.zeros_(self.input_proj.bias)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim) if query_init == "learned" else None
         self.layers = nn.ModuleList(
             DecoderLayer(hidden_dim, heads, ffn_dim, dropout) for _ in range(dec_layers)
         )
@@ -176,7 +187,10 @@ class MaskFormer(SegmentationModel):
         pos = sine_position_encoding(deep, self.hidden_dim // 2).flatten(2).transpose(1, 2)
         n = deep.shape[0]
         query_pos = self.query_embed.weight.unsqueeze(0).expand(n, -1, -1)
-        tgt = torch.zeros_like(query_pos)
+        if self.query_feat is None:
+            tgt = torch.zeros_like(query_pos)
+        else:
+            tgt = self.query_feat.weight.unsqueeze(0).expand(n, -1, -1)
         layers = []
         for layer in self.layers:
             tgt = layer(tgt, memory, query_pos, pos)

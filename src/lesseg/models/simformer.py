@@ -99,9 +99,9 @@ class SimFormerNet(MaskFormer):
                  simnet_width: int = 256, output_stride: int = 32, num_queries: int = 100, hidden_dim: int = 256,
                  heads: int = 8, ffn_dim: int = 2048, dec_layers: int = 6, dropout: float = 0.1,
                  conv_dim: int = 256, mask_dim: int = 256, weights: str | None = None,
-                 pretrained: bool = False):  # fmt: skip
+                 pretrained: bool = False, query_init: str = "zeros"):  # fmt: skip
         super().__init__(backbone, num_classes, output_stride, num_queries, hidden_dim, heads, ffn_dim, dec_layers,
-                         dropout, conv_dim, mask_dim, weights, pretrained)  # fmt: skip
+                         dropout, conv_dim, mask_dim, weights, pretrained, query_init)  # fmt: skip
         self.novel_classes = tuple(int(c) for c in novel_classes)
         self.simnet = SimNet(mask_dim, simnet_width) if self.novel_classes else None
 

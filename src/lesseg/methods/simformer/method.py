@@ -39,6 +39,7 @@ from lesseg.methods.simformer.losses import balanced_pair_bce, set_losses, simil
 from lesseg.methods.simformer.references import train_references
 from lesseg.models import create_model
 from lesseg.models.backbones import normalization_of
+from lesseg.models.maskformer import QUERY_INITS
 from lesseg.pipeline import Stage
 from lesseg.predict import Predictor, protocol_of
 from lesseg.progress import track
@@ -69,6 +70,8 @@ class SimFormerConfig(MethodConfig):
       its mask, which tells training which novel classes each crop holds.
     * ``num_queries``, ``dec_layers``, ``hidden_dim``, ``heads``, ``ffn_dim``, ``dropout``, ``mask_dim``:
       MaskFormer (100, 6, 256, 8, 2048, 0.1, 256 officially); ``simnet_width`` (256).
+    * ``query_init``: ``zeros`` (default, MaskFormer's: the queries start from zero) or ``learned``
+      (Mask2Former's learned query features; see :class:`~lesseg.models.maskformer.MaskFormer`).
     * ``no_object_weight`` (0.1), ``focal_weight`` (20), ``dice_weight`` (1): the set losses;
       ``mask_loss``: ``focal`` (default: what the official code computes, alpha 0.25, gamma 2) or ``bce``
       (what the paper and the configs' names say), weighted by ``focal_weight`` either way;
@@ -98,6 +101,7 @@ class SimFormerConfig(MethodConfig):
     heads: int = _f(8, min=1)
     ffn_dim: int = _f(2048, min=1)
     dropout: float = _f(0.1, min=0)
+    query_init: str = _f("zeros", choices=QUERY_INITS)
     mask_dim: int = _f(256, min=1)
     simnet_width: int = _f(256, min=1)
     no_object_weight: float = _f(0.1, min=0)
@@ -184,7 +188,8 @@ class SimFormerMethod(Method):
                             novel_classes=novel, output_stride=m.output_stride, num_queries=s.num_queries,
                             hidden_dim=s.hidden_dim, heads=s.heads, ffn_dim=s.ffn_dim, dec_layers=s.dec_layers,
                             dropout=s.dropout, conv_dim=s.mask_dim, mask_dim=s.mask_dim,
-                            simnet_width=s.simnet_width, weights=m.weights, pretrained=m.pretrained)  # fmt: skip
+                            simnet_width=s.simnet_width, weights=m.weights, pretrained=m.pretrained,
+                            query_init=s.query_init)  # fmt: skip
 
     def train_transform(self) -> T.Compose:
         """MaskFormer's augmentation: random rescale, crop padded with grey 128, flip."""
