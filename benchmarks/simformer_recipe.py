@@ -50,6 +50,14 @@ VARIANTS = {
     # Mask2Former's learned query features: the queries differ from the first layer on, not only by position
     "lr1e-3_small_decoder_learned_queries": ["optim.lr=1e-3", *SMALL, "method.query_init=learned"],  # shipped
     "lr1e-3_learned_queries": ["optim.lr=1e-3", *OFFICIAL, "method.query_init=learned"],
+    # with learned queries: what the complementary loss adds, and what crosim's pairs alone do
+    "learned_queries_no_complementary": [
+        "optim.lr=1e-3",
+        *SMALL,
+        "method.query_init=learned",
+        "method.complementary_weight=0",
+    ],
+    "learned_queries_pairs_only": ["optim.lr=1e-3", *SMALL, "method.query_init=learned", *PAIRS_ONLY],
     # the same compute in twice the steps: batch 4, 12 epochs (528 steps)
     "lr1e-3_small_decoder_batch4": ["optim.lr=1e-3", *SMALL, "data.batch_size=4", "train.epochs=12"],
     # crosim's pairs and SimNet without its distillation: what the pair sampler alone does to stage one
