@@ -8,11 +8,9 @@ stage one of configs/simformer/msrc21.yaml (no crosim, no retraining, no referen
 
 Seed 0 (``--seeds``: others), ImageNet init. The official optimiser (AdamW lr 1e-4, backbone x0.1,
 clipping 0.01) and decoder (100 queries, 6 layers, dropout 0.1) are made for 160k iterations; here they
-get 264 steps. The shipped
-config uses lr 1e-3 with 25 queries, 3 layers, no dropout and learned query features
-(``lr1e-3_small_decoder_learned_queries``). Results:
-benchmarks/results/simformer_recipe_msrc21.json (one entry per variant, kept across calls); finished runs
-are not trained again.
+get 264 steps. The shipped config uses lr 1e-3 with 25 queries, 3 layers, no dropout and learned query
+features (``lr1e-3_small_decoder_learned_queries``). Results: benchmarks/results/simformer_recipe_msrc21.json
+(one entry per variant, kept across calls); finished runs are not trained again.
 """
 
 from __future__ import annotations
