@@ -26,19 +26,26 @@ OUT = Path(__file__).parent / "results" / "simformer_pair_mix_msrc21.json"
 EPOCHS = 6
 
 
-def mix(split: int, data: Path) -> dict:
-    cfg = load_config(CONFIG, [f"data.root={data}", f"data.novel_seed={split}"])
-    source = read_dataset(cfg.data.root, cfg.data.format, **cfg.data.options)
-    method = get_method("simformer")(cfg, source)
-    pairs = method.stage_one_dataset().dataset  # WithValid around WeakShotPairDataset
-    novel = list(method.novel)
-    records = pairs.base.records
-    novel_share = []
+def class_pixels(source, records) -> np.ndarray:
+    """``[images, classes]`` labelled pixel counts of the whole masks, read once for every split."""
+    k, ignore = source.classes.num_classes, source.classes.ignore_index
+    counts = []
     for r in records:
         mask = source.load_mask(r)
-        valid = mask != source.classes.ignore_index
-        novel_share.append(float(np.isin(mask[valid], novel).mean()) if valid.any() else 0.0)
-    novel_share = np.array(novel_share)
+        counts.append(np.bincount(mask[mask != ignore], minlength=k))
+    return np.stack(counts)
+
+
+def mix(split: int, data: Path, source, counts: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """One split's image mix; ``counts`` from :func:`class_pixels` (made here when None), returned."""
+    cfg = load_config(CONFIG, [f"data.root={data}", f"data.novel_seed={split}"])
+    method = get_method("simformer")(cfg, source)
+    pairs = method.stage_one_dataset().dataset  # WithValid around WeakShotPairDataset
+    novel = sorted(pairs.novel)
+    records = pairs.base.records
+    if counts is None:
+        counts = class_pixels(source, records)
+    novel_share = counts[:, novel].sum(1) / np.maximum(1, counts.sum(1))
     has_novel = np.array([any(c in pairs.novel for c in tags) for tags in pairs.tags])
     drawn = []
     for epoch in range(EPOCHS):
@@ -47,15 +54,17 @@ def mix(split: int, data: Path) -> dict:
             anchor = pairs.anchor_of(i)
             drawn += [anchor, pairs.partner_of(anchor)]
     drawn = np.array(drawn)
+    times = np.bincount(
+        drawn
+    )  # single images: each drawn EPOCHS times; pairs: the partners' picks are uneven
     return {"split": split, "novel": [source.classes.classes[c] for c in novel],
             "single": {"images_with_novel_tag": float(has_novel.mean()), "novel_pixel_share": float(novel_share.mean())},
             "pairs": {"images_with_novel_tag": float(has_novel[drawn].mean()),
                       "novel_pixel_share": float(novel_share[drawn].mean()),
                       "distinct_images": int(len(set(drawn.tolist()))), "draws": int(len(drawn)),
-                      # single images: each drawn EPOCHS times; pairs: the partners' picks are uneven
-                      "most_drawn_image": int(np.bincount(drawn).max()),
-                      "draws_of_the_top_tenth": float(np.sort(np.bincount(drawn))[::-1][: len(records) // 10].sum()
-                                                      / len(drawn))}}  # fmt: skip
+                      "most_drawn_image": int(times.max()),
+                      "draws_of_the_top_tenth": float(np.sort(times)[::-1][: len(records) // 10].sum() / len(drawn))}
+            }, counts  # fmt: skip
 
 
 def main() -> int:
@@ -63,7 +72,12 @@ def main() -> int:
     if found is None:
         return 0
     data, init = found
-    rows = [mix(split, data) for split in range(4)]
+    d = load_config(CONFIG, [f"data.root={data}"]).data
+    source = read_dataset(d.root, d.format, **d.options)  # one index, one read of the masks, every split
+    rows, counts = [], None
+    for split in range(4):
+        row, counts = mix(split, data, source, counts)
+        rows.append(row)
     print(
         "| split | images with a novel tag: single / pairs | novel pixel share: single / pairs | "
         "pairs: most drawn image (single: 6) | pairs: draws of the top tenth (single: 0.10) |"

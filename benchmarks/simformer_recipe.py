@@ -35,6 +35,8 @@ OFFICIAL = ["method.num_queries=100", "method.dec_layers=6", "method.dropout=0.1
 SMALL = ["method.num_queries=25", "method.dec_layers=3", "method.dropout=0", "method.query_init=zeros"]
 NO_DISTILL = ["method.crosim=true", "method.distill_weight=0"]
 PAIRS_ONLY = [*NO_DISTILL, "method.similarity_weight=0"]
+#: the shipped recipe (msrc21.yaml's optimiser and decoder)
+LEARNED = ["optim.lr=1e-3", *SMALL, "method.query_init=learned"]
 VARIANTS = {
     "official_lr1e-4": ["optim.lr=1e-4", *OFFICIAL],
     "lr3e-4": ["optim.lr=3e-4", *OFFICIAL],
@@ -47,16 +49,11 @@ VARIANTS = {
     "lr1e-3_small_decoder_warmup30": ["optim.lr=1e-3", *SMALL, "optim.warmup_steps=30"],
     "lr5e-4_small_decoder": ["optim.lr=5e-4", *SMALL],
     # Mask2Former's learned query features: the queries differ from the first layer on, not only by position
-    "lr1e-3_small_decoder_learned_queries": ["optim.lr=1e-3", *SMALL, "method.query_init=learned"],  # shipped
+    "lr1e-3_small_decoder_learned_queries": LEARNED,  # shipped
     "lr1e-3_learned_queries": ["optim.lr=1e-3", *OFFICIAL, "method.query_init=learned"],
     # with learned queries: what the complementary loss adds, and what crosim's pairs alone do
-    "learned_queries_no_complementary": [
-        "optim.lr=1e-3",
-        *SMALL,
-        "method.query_init=learned",
-        "method.complementary_weight=0",
-    ],
-    "learned_queries_pairs_only": ["optim.lr=1e-3", *SMALL, "method.query_init=learned", *PAIRS_ONLY],
+    "learned_queries_no_complementary": [*LEARNED, "method.complementary_weight=0"],
+    "learned_queries_pairs_only": [*LEARNED, *PAIRS_ONLY],
     # crosim's pairs and SimNet without its distillation: what the pair sampler alone does to stage one
     "lr1e-3_small_decoder_crosim_no_distill": ["optim.lr=1e-3", *SMALL, *NO_DISTILL],
     # the pairs alone: SimNet gets no loss either, so none of its gradient joins the full-model clipping
